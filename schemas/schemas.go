@@ -1,0 +1,11 @@
+// Package schemas embeds the Avro schemas that are the source of truth for
+// every record on Kafka: the current version of each record in *.avsc and every
+// earlier released version, in canonical form, in history/.
+package schemas
+
+import "embed"
+
+// FS holds *.avsc (current schemas) and history/*.avsc (all released versions).
+//
+//go:embed *.avsc history/*.avsc
+var FS embed.FS
