@@ -1,0 +1,159 @@
+// Command ingest is the write side: the HTTP command gateway and the
+// aggregate processors, plus `ingest topology plan|apply`, which reconciles
+// the Kafka topics with the declaration in topology/.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/peterbourgon/ff/v3"
+	"github.com/peterbourgon/ff/v3/ffcli"
+	"github.com/twmb/franz-go/pkg/kadm"
+
+	"github.com/cqrs-ledger/ledger/internal/config"
+	"github.com/cqrs-ledger/ledger/internal/kafkax"
+	"github.com/cqrs-ledger/ledger/internal/ops"
+	"github.com/cqrs-ledger/ledger/topology"
+)
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "ingest:", err)
+		}
+		os.Exit(1)
+	}
+}
+
+func run(args []string) error {
+	var (
+		kafka    config.Kafka
+		httpCfg  config.HTTP
+		logLevel string
+	)
+	serveFS := flag.NewFlagSet("ingest serve", flag.ContinueOnError)
+	kafka.RegisterFlags(serveFS, "ledger-ingest")
+	httpCfg.RegisterFlags(serveFS, "127.0.0.1:8080")
+	serveFS.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error (LOG_LEVEL)")
+
+	serve := &ffcli.Command{
+		Name:       "serve",
+		ShortUsage: "ingest serve [flags]",
+		ShortHelp:  "run the command gateway and aggregate processors (the default)",
+		FlagSet:    serveFS,
+		Options:    []ff.Option{ff.WithEnvVars()},
+		Exec: func(ctx context.Context, _ []string) error {
+			if err := errors.Join(kafka.Validate(), httpCfg.Validate()); err != nil {
+				return fmt.Errorf("configuration:\n%w", err)
+			}
+			log, err := ops.NewLogger("ingest", logLevel)
+			if err != nil {
+				return err
+			}
+			return ops.RunService(ctx, "ingest", httpCfg, log, func(s *ops.Service) error {
+				cl, err := kafkax.NewClient(kafka)
+				if err != nil {
+					return err
+				}
+				s.OnClose(cl.Close)
+				s.Ready.Add("kafka", cl.Ping)
+				return nil
+			})
+		},
+	}
+
+	var (
+		topoKafka config.Kafka
+		topoOpts  = topology.DefaultOptions()
+		allowInc  bool
+	)
+	topoFlags := func(name string) *flag.FlagSet {
+		fs := flag.NewFlagSet("ingest topology "+name, flag.ContinueOnError)
+		topoKafka.RegisterFlags(fs, "ledger-topology")
+		fs.Func("partitions", "partitions of every aggregate-keyed topic (PARTITIONS; default 12)", intFlag(&topoOpts.Partitions))
+		fs.Func("replication-factor", "replicas per partition (REPLICATION_FACTOR; default 1)", func(s string) error {
+			var v int32
+			err := intFlag(&v)(s)
+			topoOpts.ReplicationFactor = int16(v)
+			return err
+		})
+		fs.DurationVar(&topoOpts.CommandRetention, "command-retention", topoOpts.CommandRetention, "retention of the commands topic (COMMAND_RETENTION)")
+		fs.DurationVar(&topoOpts.ResultRetention, "result-retention", topoOpts.ResultRetention, "retention of command-results, ≥ the dedupe window (RESULT_RETENTION)")
+		fs.DurationVar(&topoOpts.DLQRetention, "dlq-retention", topoOpts.DLQRetention, "retention of the dlq topic (DLQ_RETENTION)")
+		fs.BoolVar(&allowInc, "allow-partition-increase", false, "permit adding partitions to aggregate-keyed topics (moves aggregates; ALLOW_PARTITION_INCREASE)")
+		return fs
+	}
+
+	topoRun := func(apply bool) func(context.Context, []string) error {
+		return func(ctx context.Context, _ []string) error {
+			topoOpts.Prefix = topoKafka.TopicPrefix
+			if err := errors.Join(topoKafka.Validate(), topoOpts.Validate()); err != nil {
+				return fmt.Errorf("configuration:\n%w", err)
+			}
+			cl, err := kafkax.NewClient(topoKafka)
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			adm := kadm.NewClient(cl)
+			ctx, cancel := context.WithTimeout(ctx, time.Minute)
+			defer cancel()
+			plan, err := topology.MakePlan(ctx, adm, topology.Declare(topoOpts), topology.PlanOptions{AllowPartitionIncrease: allowInc})
+			if err != nil {
+				return err
+			}
+			plan.Write(os.Stdout)
+			if err := plan.Err(); err != nil {
+				return fmt.Errorf("refusing to apply:\n%w", err)
+			}
+			if !apply || len(plan.Changes) == 0 {
+				fmt.Printf("%d change(s) to make\n", len(plan.Changes))
+				return nil
+			}
+			if err := topology.Apply(ctx, adm, plan); err != nil {
+				return err
+			}
+			fmt.Printf("applied %d change(s)\n", len(plan.Changes))
+			return nil
+		}
+	}
+	topo := &ffcli.Command{
+		Name:       "topology",
+		ShortUsage: "ingest topology plan|apply [flags]",
+		ShortHelp:  "compare the declared Kafka topics with the cluster, or apply them",
+		Subcommands: []*ffcli.Command{
+			{Name: "plan", ShortUsage: "ingest topology plan [flags]", ShortHelp: "print what apply would change",
+				FlagSet: topoFlags("plan"), Options: []ff.Option{ff.WithEnvVars()}, Exec: topoRun(false)},
+			{Name: "apply", ShortUsage: "ingest topology apply [flags]", ShortHelp: "create and alter topics; refuses destructive changes",
+				FlagSet: topoFlags("apply"), Options: []ff.Option{ff.WithEnvVars()}, Exec: topoRun(true)},
+		},
+		Exec: func(context.Context, []string) error { return flag.ErrHelp },
+	}
+
+	root := &ffcli.Command{
+		ShortUsage:  "ingest <serve|topology> [flags]",
+		Subcommands: []*ffcli.Command{serve, topo},
+		Exec: func(ctx context.Context, args []string) error {
+			return serve.ParseAndRun(ctx, args)
+		},
+	}
+	ctx, cancel := ops.SignalContext()
+	defer cancel()
+	return root.ParseAndRun(ctx, args)
+}
+
+func intFlag(dst *int32) func(string) error {
+	return func(s string) error {
+		var v int32
+		if _, err := fmt.Sscan(s, &v); err != nil {
+			return fmt.Errorf("want an integer: %w", err)
+		}
+		*dst = v
+		return nil
+	}
+}

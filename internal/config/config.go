@@ -1,0 +1,239 @@
+// Package config holds the settings shared by the binaries: how to reach Kafka,
+// Redis and ClickHouse and how to serve HTTP. Each setting is a flag with an
+// environment-variable twin (flag "kafka-brokers" ↔ KAFKA_BROKERS); defaults
+// point at the local stack started by scripts/stack. Validate reports every
+// problem at once so a bad configuration fails at start with the full list.
+package config
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/peterbourgon/ff/v3"
+)
+
+// Parse fills fs from args, then from environment variables for flags not
+// given on the command line.
+func Parse(fs *flag.FlagSet, args []string) error {
+	return ff.Parse(fs, args, ff.WithEnvVars())
+}
+
+// Kafka is how to reach the cluster and name the topics.
+type Kafka struct {
+	Brokers       string // comma-separated host:port list
+	TopicPrefix   string // prepended to every topic name, e.g. "ledger."
+	ClientID      string
+	TLS           bool
+	TLSCAFile     string
+	TLSCertFile   string
+	TLSKeyFile    string
+	SASLMechanism string // "", PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512
+	SASLUser      string
+	SASLPassword  string
+}
+
+// DefaultTopicPrefix is the topic name prefix when none is configured.
+const DefaultTopicPrefix = "ledger."
+
+// RegisterFlags declares the Kafka flags on fs with their defaults.
+func (k *Kafka) RegisterFlags(fs *flag.FlagSet, clientID string) {
+	fs.StringVar(&k.Brokers, "kafka-brokers", "127.0.0.1:9092", "Kafka bootstrap brokers, comma-separated (KAFKA_BROKERS)")
+	fs.StringVar(&k.TopicPrefix, "topic-prefix", DefaultTopicPrefix, "prefix of every topic name (TOPIC_PREFIX)")
+	fs.StringVar(&k.ClientID, "kafka-client-id", clientID, "Kafka client id (KAFKA_CLIENT_ID)")
+	fs.BoolVar(&k.TLS, "kafka-tls", false, "connect to Kafka over TLS (KAFKA_TLS)")
+	fs.StringVar(&k.TLSCAFile, "kafka-tls-ca", "", "PEM file of CAs to trust for Kafka TLS; system roots if empty (KAFKA_TLS_CA)")
+	fs.StringVar(&k.TLSCertFile, "kafka-tls-cert", "", "PEM client certificate for Kafka mTLS (KAFKA_TLS_CERT)")
+	fs.StringVar(&k.TLSKeyFile, "kafka-tls-key", "", "PEM client key for Kafka mTLS (KAFKA_TLS_KEY)")
+	fs.StringVar(&k.SASLMechanism, "kafka-sasl-mechanism", "", "SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (KAFKA_SASL_MECHANISM)")
+	fs.StringVar(&k.SASLUser, "kafka-sasl-user", "", "SASL user name (KAFKA_SASL_USER)")
+	fs.StringVar(&k.SASLPassword, "kafka-sasl-password", "", "SASL password (KAFKA_SASL_PASSWORD)")
+}
+
+// BrokerList returns the brokers as a slice, without empty entries.
+func (k Kafka) BrokerList() []string { return splitList(k.Brokers) }
+
+var topicPrefixRE = regexp.MustCompile(`^[a-zA-Z0-9._-]*$`)
+
+// Validate reports every problem with k.
+func (k Kafka) Validate() error {
+	var errs []error
+	errs = append(errs, validateAddrs("kafka-brokers", k.BrokerList())...)
+	if !topicPrefixRE.MatchString(k.TopicPrefix) || len(k.TopicPrefix) > 100 {
+		errs = append(errs, fmt.Errorf("topic-prefix %q: only letters, digits, '.', '_' and '-', at most 100 characters", k.TopicPrefix))
+	}
+	switch strings.ToUpper(k.SASLMechanism) {
+	case "":
+	case "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512":
+		if k.SASLUser == "" {
+			errs = append(errs, errors.New("kafka-sasl-user is required with kafka-sasl-mechanism"))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("kafka-sasl-mechanism %q: want PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512", k.SASLMechanism))
+	}
+	errs = append(errs, validateTLSFiles("kafka-tls", k.TLSCAFile, k.TLSCertFile, k.TLSKeyFile)...)
+	return errors.Join(errs...)
+}
+
+// Redis is how to reach Redis.
+type Redis struct {
+	Addr      string
+	Username  string
+	Password  string
+	DB        int
+	TLS       bool
+	TLSCAFile string
+	KeyPrefix string // namespaces every key, e.g. "ledger:"
+}
+
+// RegisterFlags declares the Redis flags on fs with their defaults.
+func (r *Redis) RegisterFlags(fs *flag.FlagSet) {
+	fs.StringVar(&r.Addr, "redis-addr", "127.0.0.1:6379", "Redis host:port (REDIS_ADDR)")
+	fs.StringVar(&r.Username, "redis-username", "", "Redis ACL user (REDIS_USERNAME)")
+	fs.StringVar(&r.Password, "redis-password", "", "Redis AUTH password (REDIS_PASSWORD)")
+	fs.IntVar(&r.DB, "redis-db", 0, "Redis database number; must be 0 on Redis Cluster (REDIS_DB)")
+	fs.BoolVar(&r.TLS, "redis-tls", false, "connect to Redis over TLS (REDIS_TLS)")
+	fs.StringVar(&r.TLSCAFile, "redis-tls-ca", "", "PEM file of CAs to trust for Redis TLS (REDIS_TLS_CA)")
+	fs.StringVar(&r.KeyPrefix, "redis-key-prefix", "ledger:", "prefix of every Redis key (REDIS_KEY_PREFIX)")
+}
+
+// Validate reports every problem with r.
+func (r Redis) Validate() error {
+	errs := validateAddrs("redis-addr", []string{r.Addr})
+	if r.DB < 0 || r.DB > 15 {
+		errs = append(errs, fmt.Errorf("redis-db %d: want 0..15", r.DB))
+	}
+	errs = append(errs, validateTLSFiles("redis-tls", r.TLSCAFile, "", "")...)
+	return errors.Join(errs...)
+}
+
+// ClickHouse is how to reach ClickHouse.
+type ClickHouse struct {
+	Addr     string // comma-separated host:port list (native protocol)
+	Database string
+	Username string
+	Password string
+	TLS      bool
+	Cluster  string // when set, DDL runs ON CLUSTER with Replicated engines
+}
+
+// RegisterFlags declares the ClickHouse flags on fs with their defaults.
+func (c *ClickHouse) RegisterFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.Addr, "clickhouse-addr", "127.0.0.1:9000", "ClickHouse native host:port list, comma-separated (CLICKHOUSE_ADDR)")
+	fs.StringVar(&c.Database, "clickhouse-database", "ledger", "ClickHouse database (CLICKHOUSE_DATABASE)")
+	fs.StringVar(&c.Username, "clickhouse-username", "default", "ClickHouse user (CLICKHOUSE_USERNAME)")
+	fs.StringVar(&c.Password, "clickhouse-password", "", "ClickHouse password (CLICKHOUSE_PASSWORD)")
+	fs.BoolVar(&c.TLS, "clickhouse-tls", false, "connect to ClickHouse over TLS (CLICKHOUSE_TLS)")
+	fs.StringVar(&c.Cluster, "clickhouse-cluster", "", "cluster name for ON CLUSTER DDL and Replicated engines; empty for one server (CLICKHOUSE_CLUSTER)")
+}
+
+// AddrList returns the addresses as a slice.
+func (c ClickHouse) AddrList() []string { return splitList(c.Addr) }
+
+var identRE = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_]*$`)
+
+// Validate reports every problem with c.
+func (c ClickHouse) Validate() error {
+	errs := validateAddrs("clickhouse-addr", c.AddrList())
+	if !identRE.MatchString(c.Database) {
+		errs = append(errs, fmt.Errorf("clickhouse-database %q: want an identifier ([a-zA-Z_][a-zA-Z0-9_]*)", c.Database))
+	}
+	if c.Cluster != "" && !identRE.MatchString(c.Cluster) {
+		errs = append(errs, fmt.Errorf("clickhouse-cluster %q: want an identifier", c.Cluster))
+	}
+	return errors.Join(errs...)
+}
+
+// HTTP is how a binary serves its API and its operational endpoints.
+type HTTP struct {
+	Addr            string
+	BearerToken     string // when set, API routes require "Authorization: Bearer <token>"; /healthz, /readyz, /metrics do not
+	ShutdownTimeout time.Duration
+}
+
+// RegisterFlags declares the HTTP flags on fs; addr is the default listen address.
+func (h *HTTP) RegisterFlags(fs *flag.FlagSet, addr string) {
+	fs.StringVar(&h.Addr, "http-addr", addr, "listen address for the API, /healthz, /readyz and /metrics (HTTP_ADDR)")
+	fs.StringVar(&h.BearerToken, "http-bearer-token", "", "require this bearer token on API routes; empty disables auth (HTTP_BEARER_TOKEN)")
+	fs.DurationVar(&h.ShutdownTimeout, "shutdown-timeout", 20*time.Second, "how long to drain on SIGTERM (SHUTDOWN_TIMEOUT)")
+}
+
+// Validate reports every problem with h.
+func (h HTTP) Validate() error {
+	errs := validateAddrs("http-addr", []string{h.Addr})
+	if h.ShutdownTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("shutdown-timeout %s: must be positive", h.ShutdownTimeout))
+	}
+	return errors.Join(errs...)
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func validateAddrs(name string, addrs []string) []error {
+	if len(addrs) == 0 {
+		return []error{fmt.Errorf("%s: at least one host:port is required", name)}
+	}
+	var errs []error
+	for _, a := range addrs {
+		if _, port, err := net.SplitHostPort(a); err != nil || port == "" {
+			errs = append(errs, fmt.Errorf("%s %q: want host:port", name, a))
+		}
+	}
+	return errs
+}
+
+func validateTLSFiles(name, ca, cert, key string) []error {
+	var errs []error
+	for _, f := range []struct{ flag, path string }{{name + "-ca", ca}, {name + "-cert", cert}, {name + "-key", key}} {
+		if f.path == "" {
+			continue
+		}
+		if _, err := os.Stat(f.path); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", f.flag, err))
+		}
+	}
+	if (cert == "") != (key == "") {
+		errs = append(errs, fmt.Errorf("%s-cert and %s-key go together", name, name))
+	}
+	return errs
+}
+
+// TLSConfig builds a client TLS configuration from PEM files; ca empty means
+// the system roots, cert and key empty means no client certificate.
+func TLSConfig(ca, cert, key string) (*tls.Config, error) {
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if ca != "" {
+		pem, err := os.ReadFile(ca)
+		if err != nil {
+			return nil, fmt.Errorf("read CA file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("CA file %s: no PEM certificates", ca)
+		}
+		cfg.RootCAs = pool
+	}
+	if cert != "" {
+		pair, err := tls.LoadX509KeyPair(cert, key)
+		if err != nil {
+			return nil, fmt.Errorf("load client certificate: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{pair}
+	}
+	return cfg, nil
+}

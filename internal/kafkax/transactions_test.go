@@ -1,0 +1,88 @@
+package kafkax_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/cqrs-ledger/ledger/internal/testenv"
+)
+
+// TestTransactionalRoundTrip proves the broker's single-node transaction
+// settings: a committed transaction is visible to a read_committed consumer,
+// an aborted one is not (but is to read_uncommitted).
+func TestTransactionalRoundTrip(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	topic := testenv.TopicPrefix(t) + "txn"
+	adm := kadm.NewClient(testenv.KafkaClient(t))
+	if _, err := adm.CreateTopic(ctx, 2, 1, nil, topic); err != nil {
+		t.Fatalf("create topic: %v", err)
+	}
+
+	producer := testenv.KafkaClient(t,
+		kgo.TransactionalID("txn-roundtrip-"+testenv.ID(t)),
+		kgo.DefaultProduceTopic(topic),
+		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)),
+	)
+	produceTxn := func(prefix string, n int, commit kgo.TransactionEndTry) {
+		t.Helper()
+		if err := producer.BeginTransaction(); err != nil {
+			t.Fatalf("begin: %v", err)
+		}
+		for i := 0; i < n; i++ {
+			r := &kgo.Record{Key: []byte(fmt.Sprintf("k%d", i)), Value: []byte(fmt.Sprintf("%s-%d", prefix, i))}
+			if err := producer.ProduceSync(ctx, r).FirstErr(); err != nil {
+				t.Fatalf("produce: %v", err)
+			}
+		}
+		if err := producer.EndTransaction(ctx, commit); err != nil {
+			t.Fatalf("end transaction: %v", err)
+		}
+	}
+	produceTxn("committed", 10, kgo.TryCommit)
+	produceTxn("aborted", 5, kgo.TryAbort)
+	produceTxn("committed2", 3, kgo.TryCommit)
+
+	// read consumes until it has n records, then polls once more to catch
+	// anything it should not have seen.
+	read := func(level kgo.IsolationLevel, n int) map[string]int {
+		t.Helper()
+		c := testenv.KafkaClient(t,
+			kgo.ConsumeTopics(topic),
+			kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+			kgo.FetchIsolationLevel(level),
+		)
+		got := map[string]int{}
+		total := 0
+		deadline := time.Now().Add(30 * time.Second)
+		for extra := 0; extra < 2 && time.Now().Before(deadline); {
+			fctx, fcancel := context.WithTimeout(ctx, time.Second)
+			fs := c.PollFetches(fctx)
+			fcancel()
+			fs.EachRecord(func(r *kgo.Record) {
+				v := string(r.Value)
+				got[v[:strings.LastIndexByte(v, '-')]]++
+				total++
+			})
+			if total >= n {
+				extra++
+			}
+		}
+		return got
+	}
+
+	committed := read(kgo.ReadCommitted(), 13)
+	if committed["committed"] != 10 || committed["committed2"] != 3 || committed["aborted"] != 0 {
+		t.Fatalf("read_committed saw %v; want 10 committed, 3 committed2, 0 aborted", committed)
+	}
+	uncommitted := read(kgo.ReadUncommitted(), 18)
+	if uncommitted["aborted"] != 5 {
+		t.Fatalf("read_uncommitted saw %v; want the 5 aborted records too", uncommitted)
+	}
+}

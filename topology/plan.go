@@ -1,0 +1,322 @@
+package topology
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+)
+
+// ChangeKind is what Apply does to one topic.
+type ChangeKind int
+
+// The changes Apply can make. None of them loses data.
+const (
+	Create ChangeKind = iota + 1
+	AlterConfigs
+	AddPartitions
+)
+
+// Change is one step of a plan.
+type Change struct {
+	Kind  ChangeKind
+	Topic Topic
+	// Configs to set (AlterConfigs): name → [current, declared].
+	Configs map[string][2]string
+	// FromPartitions is the current count (AddPartitions).
+	FromPartitions int32
+}
+
+// ErrDestructive marks a declared change that Apply refuses to make.
+var ErrDestructive = errors.New("destructive topology change refused")
+
+// Refusal is a difference between the declaration and the cluster that
+// cannot be applied safely.
+type Refusal struct {
+	Topic  string
+	Reason string
+}
+
+func (r Refusal) Error() string { return fmt.Sprintf("%s: %s", r.Topic, r.Reason) }
+
+// Is reports whether target is ErrDestructive.
+func (r Refusal) Is(target error) bool { return target == ErrDestructive }
+
+// Plan is the difference between a declaration and a cluster.
+type Plan struct {
+	Changes   []Change
+	Refusals  []Refusal
+	Unchanged []string
+}
+
+// Empty reports whether the cluster already matches the declaration.
+func (p Plan) Empty() bool { return len(p.Changes) == 0 && len(p.Refusals) == 0 }
+
+// Err joins every refusal; nil when the plan can be applied.
+func (p Plan) Err() error {
+	errs := make([]error, len(p.Refusals))
+	for i, r := range p.Refusals {
+		errs[i] = r
+	}
+	return errors.Join(errs...)
+}
+
+// PlanOptions loosen the refusals.
+type PlanOptions struct {
+	// AllowPartitionIncrease permits adding partitions to aggregate-keyed
+	// topics. Kafka's partitioner then sends existing aggregates to other
+	// partitions, so only do it on an empty cluster or with a migration.
+	AllowPartitionIncrease bool
+}
+
+// MakePlan compares the declared topics with the cluster.
+func MakePlan(ctx context.Context, adm *kadm.Client, topics []Topic, opts PlanOptions) (Plan, error) {
+	if err := checkCoPartitioned(topics); err != nil {
+		return Plan{}, err
+	}
+	names := make([]string, len(topics))
+	for i, t := range topics {
+		names[i] = t.Name
+	}
+	details, err := adm.ListTopics(ctx, names...)
+	if err != nil {
+		return Plan{}, fmt.Errorf("list topics: %w", err)
+	}
+	var existing []string
+	for _, t := range topics {
+		d, ok := details[t.Name]
+		switch {
+		case !ok || errors.Is(d.Err, kerr.UnknownTopicOrPartition):
+		case d.Err != nil:
+			return Plan{}, fmt.Errorf("describe topic %s: %w", t.Name, d.Err)
+		default:
+			existing = append(existing, t.Name)
+		}
+	}
+	current := map[string]map[string]string{}
+	if len(existing) > 0 {
+		rcs, err := adm.DescribeTopicConfigs(ctx, existing...)
+		if err != nil {
+			return Plan{}, fmt.Errorf("describe topic configs: %w", err)
+		}
+		for _, rc := range rcs {
+			if rc.Err != nil {
+				return Plan{}, fmt.Errorf("describe configs of %s: %w", rc.Name, rc.Err)
+			}
+			m := map[string]string{}
+			for _, c := range rc.Configs {
+				if c.Value != nil {
+					m[c.Key] = *c.Value
+				}
+			}
+			current[rc.Name] = m
+		}
+	}
+
+	var p Plan
+	for _, t := range topics {
+		if !slices.Contains(existing, t.Name) {
+			p.Changes = append(p.Changes, Change{Kind: Create, Topic: t})
+			continue
+		}
+		d := details[t.Name]
+		changed := false
+		have := int32(len(d.Partitions))
+		switch {
+		case have > t.Partitions:
+			p.Refusals = append(p.Refusals, Refusal{t.Name, fmt.Sprintf("has %d partitions, declaration says %d: Kafka cannot remove partitions", have, t.Partitions)})
+		case have < t.Partitions && t.AggregateKeyed && !opts.AllowPartitionIncrease:
+			p.Refusals = append(p.Refusals, Refusal{t.Name, fmt.Sprintf("has %d partitions, declaration says %d: adding partitions to an aggregate-keyed topic moves existing aggregates to other partitions (pass --allow-partition-increase only on an empty cluster or with a migration)", have, t.Partitions)})
+		case have < t.Partitions:
+			p.Changes = append(p.Changes, Change{Kind: AddPartitions, Topic: t, FromPartitions: have})
+			changed = true
+		}
+		if rf := replicationFactor(d); rf != t.ReplicationFactor {
+			p.Refusals = append(p.Refusals, Refusal{t.Name, fmt.Sprintf("replication factor is %d, declaration says %d: that needs a partition reassignment, which this tool does not do", rf, t.ReplicationFactor)})
+		}
+		diff := map[string][2]string{}
+		for k, want := range t.Configs {
+			if got := current[t.Name][k]; normalize(k, got) != normalize(k, want) {
+				diff[k] = [2]string{got, want}
+			}
+		}
+		if old, ok := diff["cleanup.policy"]; ok && t.Role == RoleEvents {
+			p.Refusals = append(p.Refusals, Refusal{t.Name, fmt.Sprintf("cleanup.policy is %q, declaration says %q: the events topic is the source of truth and its cleanup policy is never changed by this tool", old[0], old[1])})
+			delete(diff, "cleanup.policy")
+		}
+		if len(diff) > 0 {
+			p.Changes = append(p.Changes, Change{Kind: AlterConfigs, Topic: t, Configs: diff})
+			changed = true
+		}
+		if !changed {
+			p.Unchanged = append(p.Unchanged, t.Name)
+		}
+	}
+	return p, nil
+}
+
+func replicationFactor(d kadm.TopicDetail) int16 {
+	for _, pd := range d.Partitions {
+		return int16(len(pd.Replicas))
+	}
+	return 0
+}
+
+// normalize makes equal values compare equal: list-valued configs are
+// order-insensitive.
+func normalize(key, v string) string {
+	if key != "cleanup.policy" {
+		return v
+	}
+	parts := strings.Split(v, ",")
+	for i := range parts {
+		parts[i] = strings.TrimSpace(parts[i])
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, ",")
+}
+
+func checkCoPartitioned(topics []Topic) error {
+	var want int32
+	for _, t := range topics {
+		if !t.AggregateKeyed {
+			continue
+		}
+		if want == 0 {
+			want = t.Partitions
+		} else if t.Partitions != want {
+			return fmt.Errorf("declaration: aggregate-keyed topics must share one partition count; %s has %d, others %d", t.Name, t.Partitions, want)
+		}
+	}
+	return nil
+}
+
+// Apply makes the plan's changes. It refuses a plan with refusals, changing
+// nothing. Creating a topic that appeared meanwhile is not an error.
+func Apply(ctx context.Context, adm *kadm.Client, p Plan) error {
+	if err := p.Err(); err != nil {
+		return err
+	}
+	var created []string
+	for _, c := range p.Changes {
+		t := c.Topic
+		switch c.Kind {
+		case Create:
+			cfg := make(map[string]*string, len(t.Configs))
+			for k, v := range t.Configs {
+				cfg[k] = &v
+			}
+			if _, err := adm.CreateTopic(ctx, t.Partitions, t.ReplicationFactor, cfg, t.Name); err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
+				return fmt.Errorf("create %s: %w", t.Name, err)
+			}
+			created = append(created, t.Name)
+		case AddPartitions:
+			rs, err := adm.UpdatePartitions(ctx, int(t.Partitions), t.Name)
+			if err == nil {
+				err = rs.Error()
+			}
+			if err != nil {
+				return fmt.Errorf("add partitions to %s: %w", t.Name, err)
+			}
+		case AlterConfigs:
+			var alters []kadm.AlterConfig
+			for _, k := range sortedKeys(c.Configs) {
+				v := c.Configs[k][1]
+				alters = append(alters, kadm.AlterConfig{Op: kadm.SetConfig, Name: k, Value: &v})
+			}
+			rs, err := adm.AlterTopicConfigs(ctx, alters, t.Name)
+			if err == nil {
+				for _, r := range rs {
+					if r.Err != nil {
+						err = fmt.Errorf("%w: %s", r.Err, r.ErrMessage)
+					}
+				}
+			}
+			if err != nil {
+				return fmt.Errorf("alter configs of %s: %w", t.Name, err)
+			}
+		}
+	}
+	return awaitTopics(ctx, adm, created)
+}
+
+// awaitTopics waits until every topic is in the cluster metadata with a leader
+// for each partition: brokers learn of new topics asynchronously, and a plan
+// made right after Apply must see what Apply created.
+func awaitTopics(ctx context.Context, adm *kadm.Client, topics []string) error {
+	if len(topics) == 0 {
+		return nil
+	}
+	for {
+		details, err := adm.ListTopics(ctx, topics...)
+		if err == nil {
+			ready := 0
+			for _, n := range topics {
+				d, ok := details[n]
+				if ok && d.Err == nil && len(d.Partitions) > 0 && allLed(d.Partitions) {
+					ready++
+				}
+			}
+			if ready == len(topics) {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("created topics did not appear in the metadata: %w", ctx.Err())
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// Write prints the plan for people, one line per topic.
+func (p Plan) Write(w io.Writer) {
+	for _, c := range p.Changes {
+		t := c.Topic
+		switch c.Kind {
+		case Create:
+			var kv []string
+			for _, k := range sortedKeys(t.Configs) {
+				kv = append(kv, k+"="+t.Configs[k])
+			}
+			fmt.Fprintf(w, "+ create %s partitions=%d replication=%d %s\n", t.Name, t.Partitions, t.ReplicationFactor, strings.Join(kv, " "))
+		case AddPartitions:
+			fmt.Fprintf(w, "~ partitions %s %d -> %d\n", t.Name, c.FromPartitions, t.Partitions)
+		case AlterConfigs:
+			for _, k := range sortedKeys(c.Configs) {
+				fmt.Fprintf(w, "~ alter %s %s: %q -> %q\n", t.Name, k, c.Configs[k][0], c.Configs[k][1])
+			}
+		}
+	}
+	for _, n := range p.Unchanged {
+		fmt.Fprintf(w, "= %s up to date\n", n)
+	}
+	for _, r := range p.Refusals {
+		fmt.Fprintf(w, "! refuse %s\n", r.Error())
+	}
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	ks := make([]string, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	return ks
+}
+
+func allLed(ps kadm.PartitionDetails) bool {
+	for _, p := range ps {
+		if p.Err != nil || p.Leader < 0 {
+			return false
+		}
+	}
+	return true
+}
