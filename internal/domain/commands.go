@@ -1,0 +1,178 @@
+package domain
+
+import (
+	"strings"
+	"time"
+)
+
+// Avro full names of the commands, as returned by Command.Type and carried in
+// command results.
+const (
+	TypeOpenAccount    = "ledger.commands.OpenAccount"
+	TypeDepositFunds   = "ledger.commands.DepositFunds"
+	TypeWithdrawFunds  = "ledger.commands.WithdrawFunds"
+	TypeTransferFunds  = "ledger.commands.TransferFunds"
+	TypeCreditTransfer = "ledger.commands.CreditTransfer"
+	TypeRefundTransfer = "ledger.commands.RefundTransfer"
+	TypeCloseAccount   = "ledger.commands.CloseAccount"
+)
+
+// Envelope is carried by every command.
+type Envelope struct {
+	// CommandID is the idempotency key, unique per command; every id derived
+	// by Decide (events, saga commands) starts with it. Ids ending in
+	// "/credit" or "/refund" are reserved for saga commands (see
+	// ReservedCommandID).
+	CommandID string
+	// AggregateID is the account the command is addressed to (the Kafka key).
+	AggregateID string
+	// CorrelationID ties one business flow together; copied verbatim into
+	// the events and saga commands (it may be empty).
+	CorrelationID string
+	// ExpectedVersion, when set, must equal the aggregate's current version
+	// or the command is rejected with version_conflict. 0 means "the account
+	// must not exist yet". Nil means no check.
+	ExpectedVersion *int64
+	// IssuedAt is the only time the domain knows: it becomes OccurredAt of
+	// the command's events. It must be set (non-zero).
+	IssuedAt time.Time
+}
+
+// Env returns the envelope itself, so that commands embedding it satisfy
+// Command through their pointer.
+func (e *Envelope) Env() *Envelope { return e }
+
+// Command is a request addressed to one aggregate. It is implemented by the
+// pointer types *OpenAccount, *DepositFunds, *WithdrawFunds, *TransferFunds,
+// *CreditTransfer, *RefundTransfer and *CloseAccount; Decide rejects any other
+// implementation as invalid_command.
+type Command interface {
+	// Env returns the command's envelope (never nil for a non-nil command).
+	Env() *Envelope
+	// Type returns the Avro full name, e.g. "ledger.commands.OpenAccount".
+	// It is safe to call on a nil pointer.
+	Type() string
+}
+
+// OpenAccount opens the account AggregateID. Owner must be non-blank,
+// Currency must match ^[A-Z]{3}$ and OverdraftLimit must be ≥ 0.
+type OpenAccount struct {
+	Envelope
+	Owner          string
+	Currency       string
+	OverdraftLimit int64
+}
+
+// DepositFunds adds Amount (> 0, minor units of the account's currency) to an
+// open account.
+type DepositFunds struct {
+	Envelope
+	Amount    int64
+	Reference string // free text from the issuer, copied into the event
+}
+
+// WithdrawFunds takes Amount (> 0) from an open account, as long as the
+// balance stays ≥ −OverdraftLimit.
+type WithdrawFunds struct {
+	Envelope
+	Amount    int64
+	Reference string
+}
+
+// TransferFunds moves Amount (> 0) from FromAccountID to ToAccountID. It is
+// addressed to the source: AggregateID must equal FromAccountID. The source
+// debits itself (same funds rule as WithdrawFunds) and emits a CreditTransfer
+// for the destination. Reference is not carried into the events (the
+// TransferDebited schema has no such field).
+type TransferFunds struct {
+	Envelope
+	TransferID    string
+	FromAccountID string
+	ToAccountID   string
+	Amount        int64
+	Reference     string
+}
+
+// CreditTransfer is an internal saga command, emitted by Decide on a
+// TransferFunds and addressed to the destination (AggregateID =
+// ToAccountID). Currency is the source's currency; the destination must be
+// open and in the same currency, otherwise it answers with a RefundTransfer.
+// Upstream systems must not be allowed to send it (it creates money).
+type CreditTransfer struct {
+	Envelope
+	TransferID    string
+	FromAccountID string
+	ToAccountID   string
+	Amount        int64
+	Currency      string
+}
+
+// RefundTransfer is an internal saga command, emitted by Decide when a
+// CreditTransfer is rejected and addressed to the source (AggregateID =
+// FromAccountID). It gives the debited amount back and applies whatever the
+// source's status, so money is never lost. Reason is the credit's rejection
+// reason. Upstream systems must not be allowed to send it (it creates money).
+type RefundTransfer struct {
+	Envelope
+	TransferID    string
+	FromAccountID string
+	ToAccountID   string
+	Amount        int64
+	Currency      string
+	Reason        string
+}
+
+// CloseAccount closes an open account whose balance is zero. Closing is final.
+type CloseAccount struct {
+	Envelope
+}
+
+// Type implements Command.
+func (*OpenAccount) Type() string { return TypeOpenAccount }
+
+// Type implements Command.
+func (*DepositFunds) Type() string { return TypeDepositFunds }
+
+// Type implements Command.
+func (*WithdrawFunds) Type() string { return TypeWithdrawFunds }
+
+// Type implements Command.
+func (*TransferFunds) Type() string { return TypeTransferFunds }
+
+// Type implements Command.
+func (*CreditTransfer) Type() string { return TypeCreditTransfer }
+
+// Type implements Command.
+func (*RefundTransfer) Type() string { return TypeRefundTransfer }
+
+// Type implements Command.
+func (*CloseAccount) Type() string { return TypeCloseAccount }
+
+// Suffixes Decide appends to a command id to derive the ids of saga commands:
+// the CreditTransfer of transfer command T is T+CreditSuffix and the
+// RefundTransfer of credit command C is C+RefundSuffix.
+const (
+	CreditSuffix = "/credit"
+	RefundSuffix = "/refund"
+)
+
+// ReservedCommandID reports whether id has a suffix reserved for saga command
+// ids. Decide rejects upstream commands (every type but CreditTransfer and
+// RefundTransfer) with such ids; because the dedupe by command id runs before
+// Decide, whatever admits commands from outside (the gateway, and the
+// processor for records produced directly to Kafka) must refuse them too, or
+// an upstream "T/credit" would shadow the credit of transfer T.
+func ReservedCommandID(id string) bool {
+	return strings.HasSuffix(id, CreditSuffix) || strings.HasSuffix(id, RefundSuffix)
+}
+
+// IsInternal reports whether c is a saga command (CreditTransfer or
+// RefundTransfer), which only Decide may issue: admitting one from an
+// upstream system would let it create money.
+func IsInternal(c Command) bool {
+	switch c.(type) {
+	case *CreditTransfer, *RefundTransfer:
+		return true
+	}
+	return false
+}
