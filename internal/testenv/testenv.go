@@ -109,6 +109,13 @@ var (
 
 func dockerAvailable() bool {
 	dockerOnce.Do(func() {
+		// testcontainers panics (MustExtractDockerHost) when no Docker host
+		// can be found at all; that means "no Docker" here.
+		defer func() {
+			if r := recover(); r != nil {
+				dockerOK = false
+			}
+		}()
 		p, err := testcontainers.NewDockerProvider()
 		if err != nil {
 			return

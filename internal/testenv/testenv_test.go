@@ -1,0 +1,42 @@
+package testenv_test
+
+import (
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+
+	"github.com/cqrs-ledger/ledger/internal/testenv"
+)
+
+// TestHelperWantsKafka is run as a child process by TestMissingServiceFailsInCIAndSkipsOtherwise.
+func TestHelperWantsKafka(t *testing.T) {
+	if os.Getenv("TESTENV_CHILD") != "1" {
+		t.Skip("run only as a child process of TestMissingServiceFailsInCIAndSkipsOtherwise")
+	}
+	testenv.Kafka(t)
+}
+
+func TestMissingServiceFailsInCIAndSkipsOtherwise(t *testing.T) {
+	run := func(ci string) (string, error) {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestHelperWantsKafka$", "-test.v")
+		var env []string
+		for _, kv := range os.Environ() {
+			if !strings.HasPrefix(kv, "KAFKA_BROKERS=") && !strings.HasPrefix(kv, "CI=") && !strings.HasPrefix(kv, "DOCKER_HOST=") {
+				env = append(env, kv)
+			}
+		}
+		// No endpoint and no Docker engine.
+		cmd.Env = append(env, "TESTENV_CHILD=1", "CI="+ci, "DOCKER_HOST=unix:///nonexistent/docker.sock")
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	out, err := run("true")
+	if err == nil || !strings.Contains(out, "--- FAIL: TestHelperWantsKafka") || !strings.Contains(out, "CI is set") {
+		t.Fatalf("with CI set: want a failure that says why, got err=%v:\n%s", err, out)
+	}
+	out, err = run("")
+	if err != nil || !strings.Contains(out, "--- SKIP: TestHelperWantsKafka") || !strings.Contains(out, "scripts/stack up") {
+		t.Fatalf("without CI: want a skip that says how to start the stack, got err=%v:\n%s", err, out)
+	}
+}
