@@ -10,6 +10,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/cqrs-ledger/ledger/internal/config"
+	"github.com/cqrs-ledger/ledger/internal/kafkax"
 	"github.com/cqrs-ledger/ledger/internal/testenv"
 )
 
@@ -84,5 +86,42 @@ func TestTransactionalRoundTrip(t *testing.T) {
 	uncommitted := read(kgo.ReadUncommitted(), 18)
 	if uncommitted["aborted"] != 5 {
 		t.Fatalf("read_uncommitted saw %v; want the 5 aborted records too", uncommitted)
+	}
+}
+
+// TestReadAllStopsAtHighWatermark: ReadAll sees exactly the committed records
+// when the log ends in a transaction marker (commit or abort), and stops.
+func TestReadAllStopsAtHighWatermark(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	brokers := testenv.Kafka(t)
+	topic := testenv.TopicPrefix(t) + "readall"
+	adm := kadm.NewClient(testenv.KafkaClient(t))
+	if _, err := adm.CreateTopic(ctx, 3, 1, nil, topic); err != nil {
+		t.Fatal(err)
+	}
+	p := testenv.KafkaClient(t, kgo.TransactionalID("readall-"+testenv.ID(t)), kgo.DefaultProduceTopic(topic))
+	txn := func(n int, end kgo.TransactionEndTry) {
+		if err := p.BeginTransaction(); err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < n; i++ {
+			if err := p.ProduceSync(ctx, &kgo.Record{Key: []byte(fmt.Sprint(i)), Value: []byte("v")}).FirstErr(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := p.EndTransaction(ctx, end); err != nil {
+			t.Fatal(err)
+		}
+	}
+	txn(20, kgo.TryCommit)
+	txn(7, kgo.TryAbort) // the log of some partitions now ends in an abort marker
+	cfg := config.Kafka{Brokers: brokers, ClientID: "readall-test"}
+	n := 0
+	if err := kafkax.ReadAll(ctx, cfg, topic, func(*kgo.Record) error { n++; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if n != 20 {
+		t.Fatalf("ReadAll saw %d records, want the 20 committed", n)
 	}
 }
