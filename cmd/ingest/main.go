@@ -8,6 +8,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net/http"
 	"os"
 	"time"
 
@@ -16,6 +17,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 
 	"github.com/cqrs-ledger/ledger/internal/config"
+	"github.com/cqrs-ledger/ledger/internal/ingest/gateway"
+	"github.com/cqrs-ledger/ledger/internal/ingest/processor"
 	"github.com/cqrs-ledger/ledger/internal/kafkax"
 	"github.com/cqrs-ledger/ledger/internal/ops"
 	"github.com/cqrs-ledger/ledger/topology"
@@ -35,20 +38,35 @@ func run(args []string) error {
 		kafka    config.Kafka
 		httpCfg  config.HTTP
 		logLevel string
+		roles    = struct{ gateway, processor bool }{true, true}
+		gwCfg    gateway.Config
+		procCfg  processor.Config
 	)
 	serveFS := flag.NewFlagSet("ingest serve", flag.ContinueOnError)
 	kafka.RegisterFlags(serveFS, "ledger-ingest")
 	httpCfg.RegisterFlags(serveFS, "127.0.0.1:8080")
 	serveFS.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error (LOG_LEVEL)")
+	serveFS.BoolVar(&roles.gateway, "gateway", true, "serve the HTTP command gateway (GATEWAY)")
+	serveFS.BoolVar(&roles.processor, "processor", true, "run an aggregate processor (PROCESSOR)")
+	serveFS.StringVar(&procCfg.InstanceID, "processor-instance", "", "unique id of this processor in its group, part of its transactional id; default <hostname>-<pid> (PROCESSOR_INSTANCE)")
+	serveFS.DurationVar(&procCfg.DedupeWindow, "dedupe-window", processor.DefaultDedupeWindow, "how long a command id is remembered; ≤ the command-results retention (DEDUPE_WINDOW)")
+	serveFS.IntVar(&procCfg.MaxBatch, "max-batch", processor.DefaultMaxBatch, "commands per transaction, at most (MAX_BATCH)")
+	serveFS.Int64Var(&gwCfg.MaxBodyBytes, "max-body-bytes", gateway.DefaultMaxBodyBytes, "request body limit; larger bodies get 413 (MAX_BODY_BYTES)")
+	serveFS.IntVar(&gwCfg.MaxBatch, "max-batch-items", gateway.DefaultMaxBatch, "items per batch request (MAX_BATCH_ITEMS)")
+	serveFS.DurationVar(&gwCfg.MaxWait, "max-wait", gateway.DefaultMaxWait, "largest ?wait= accepted (MAX_WAIT)")
 
 	serve := &ffcli.Command{
 		Name:       "serve",
 		ShortUsage: "ingest serve [flags]",
-		ShortHelp:  "run the command gateway and aggregate processors (the default)",
+		ShortHelp:  "run the command gateway and/or an aggregate processor (the default)",
 		FlagSet:    serveFS,
 		Options:    []ff.Option{ff.WithEnvVars()},
 		Exec: func(ctx context.Context, _ []string) error {
-			if err := errors.Join(kafka.Validate(), httpCfg.Validate()); err != nil {
+			errs := []error{kafka.Validate(), httpCfg.Validate()}
+			if !roles.gateway && !roles.processor {
+				errs = append(errs, errors.New("gateway and processor are both off: nothing to run"))
+			}
+			if err := errors.Join(errs...); err != nil {
 				return fmt.Errorf("configuration:\n%w", err)
 			}
 			log, err := ops.NewLogger("ingest", logLevel)
@@ -62,6 +80,28 @@ func run(args []string) error {
 				}
 				s.OnClose(cl.Close)
 				s.Ready.Add("kafka", cl.Ping)
+				if roles.processor {
+					procCfg.Kafka, procCfg.Log, procCfg.Registerer = kafka, log.With("role", "processor"), s.Registry
+					p, err := processor.New(procCfg)
+					if err != nil {
+						return err
+					}
+					s.Ready.Add("processor", p.Ready)
+					s.Go("processor", p.Run)
+				}
+				if roles.gateway {
+					gwCfg.Kafka, gwCfg.Log, gwCfg.Registerer = kafka, log.With("role", "gateway"), s.Registry
+					g, err := gateway.New(gwCfg)
+					if err != nil {
+						return err
+					}
+					s.OnClose(g.Close)
+					api := http.NewServeMux()
+					g.Routes(api)
+					s.Mux.Handle("/v1/", ops.BearerAuth(httpCfg.BearerToken, api))
+					s.Ready.Add("gateway", g.Ready)
+					s.Go("gateway", g.Run)
+				}
 				return nil
 			})
 		},

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -47,6 +48,7 @@ func ReadAll(ctx context.Context, cfg config.Kafka, topic string, fn func(*kgo.R
 		// Transaction markers are returned too, so the end is seen even when
 		// the last offset before the high watermark is a marker.
 		kgo.KeepControlRecords(),
+		kgo.FetchMaxWait(100*time.Millisecond),
 	)
 	if err != nil {
 		return err
@@ -66,11 +68,14 @@ func ReadAll(ctx context.Context, cfg config.Kafka, topic string, fn func(*kgo.R
 		}
 		var cbErr error
 		fs.EachRecord(func(r *kgo.Record) {
-			if r.Offset >= limit[r.Partition] {
-				return // produced after ReadAll began
-			}
+			// The end check comes first: the marker that ends a transaction
+			// open at the start lies past the limit, and must still finish
+			// the partition when the records before it were hidden (aborted).
 			if r.Offset+1 >= limit[r.Partition] {
 				delete(want, r.Partition)
+			}
+			if r.Offset >= limit[r.Partition] {
+				return // produced after ReadAll began
 			}
 			if cbErr == nil && !r.Attrs.IsControl() {
 				cbErr = fn(r)

@@ -177,26 +177,67 @@ type Service struct {
 	Ready    *Readiness
 	Mux      *http.ServeMux // add API routes here
 	closers  []func()
+	workers  []worker
 }
 
-// OnClose registers f to run at shutdown, after the HTTP server drained, in
-// reverse order of registration.
+type worker struct {
+	name string
+	run  func(ctx context.Context) error
+}
+
+// OnClose registers f to run at shutdown, after the HTTP server drained and
+// the workers returned, in reverse order of registration.
 func (s *Service) OnClose(f func()) { s.closers = append(s.closers, f) }
 
-// RunService builds the ops endpoints, lets setup wire the binary, serves
-// HTTP until ctx is done (SIGTERM), drains, and runs the closers.
-func RunService(ctx context.Context, name string, cfg config.HTTP, log *slog.Logger, setup func(*Service) error) error {
+// Go registers a background worker that runs until its context is done. A
+// worker that returns an error before shutdown stops the whole service, which
+// then exits with that error (a supervisor restarts it).
+func (s *Service) Go(name string, run func(ctx context.Context) error) {
+	s.workers = append(s.workers, worker{name, run})
+}
+
+// RunService builds the ops endpoints, lets setup wire the binary, runs the
+// workers and serves HTTP until ctx is done (SIGTERM) or a worker fails,
+// then drains HTTP, waits for the workers, and runs the closers.
+func RunService(ctx context.Context, name string, cfg config.HTTP, log *slog.Logger, setup func(*Service) error) (err error) {
 	s := &Service{Name: name, Log: log, Registry: NewRegistry(), Ready: &Readiness{}}
 	s.Mux = Mux(s.Registry, s.Ready)
 	defer func() {
 		for i := len(s.closers) - 1; i >= 0; i-- {
 			s.closers[i]()
 		}
-		log.Info("stopped")
+		if err != nil {
+			log.Error("stopped", "err", err)
+		} else {
+			log.Info("stopped")
+		}
 	}()
 	if err := setup(s); err != nil {
 		return err
 	}
 	log.Info("starting")
-	return Serve(ctx, cfg, s.Mux, log)
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var wg sync.WaitGroup
+	errs := make(chan error, len(s.workers))
+	for _, w := range s.workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if werr := w.run(ctx); werr != nil && ctx.Err() == nil {
+				werr = fmt.Errorf("%s: %w", w.name, werr)
+				errs <- werr
+				cancel(werr)
+			}
+		}()
+	}
+	serveErr := Serve(ctx, cfg, s.Mux, log)
+	cancel(nil)
+	wg.Wait()
+	select {
+	case werr := <-errs:
+		return werr
+	default:
+	}
+	return serveErr
 }

@@ -1,0 +1,294 @@
+// Package e2e runs the binaries as separate processes against the real local
+// stack and checks the ledger's invariants from the outside: exactly-once
+// under SIGKILL and rebalances, restores from snapshots, HTTP end to end.
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/cqrs-ledger/ledger/internal/audit"
+	"github.com/cqrs-ledger/ledger/internal/codec"
+	"github.com/cqrs-ledger/ledger/internal/config"
+	"github.com/cqrs-ledger/ledger/internal/kafkax"
+	"github.com/cqrs-ledger/ledger/internal/testenv"
+	"github.com/cqrs-ledger/ledger/internal/workload"
+	"github.com/cqrs-ledger/ledger/topology"
+)
+
+var (
+	buildOnce sync.Once
+	binDir    string
+	buildErr  error
+)
+
+// binary builds the three binaries once per test run and returns the path of one.
+func binary(t testing.TB, name string) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		binDir, buildErr = os.MkdirTemp("", "ledger-e2e-bin")
+		if buildErr != nil {
+			return
+		}
+		out, err := exec.Command("go", "build", "-race", "-o", binDir+"/", "../cmd/...").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return filepath.Join(binDir, name)
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		_ = os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
+
+// stack is one test's isolated view of the local stack.
+type stack struct {
+	t      testing.TB
+	kafka  config.Kafka
+	names  topology.Names
+	client *kgo.Client
+	adm    *kadm.Client
+}
+
+func newStack(t testing.TB, partitions int32) *stack {
+	t.Helper()
+	s := &stack{t: t}
+	s.kafka = config.Kafka{Brokers: testenv.Kafka(t), TopicPrefix: testenv.TopicPrefix(t), ClientID: "e2e"}
+	s.names = topology.NamesFor(s.kafka.TopicPrefix)
+	s.client = testenv.KafkaClient(t, kgo.DefaultProduceTopic(s.names.Commands))
+	s.adm = kadm.NewClient(s.client)
+	o := topology.DefaultOptions()
+	o.Prefix, o.Partitions = s.kafka.TopicPrefix, partitions
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	plan, err := topology.MakePlan(ctx, s.adm, topology.Declare(o), topology.PlanOptions{})
+	if err == nil {
+		err = topology.Apply(ctx, s.adm, plan)
+	}
+	if err != nil {
+		t.Fatalf("topology: %v", err)
+	}
+	return s
+}
+
+func freeAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// proc is a running binary.
+type proc struct {
+	name string
+	cmd  *exec.Cmd
+	addr string
+	logs *syncBuffer
+	done chan error
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// start runs a binary with the stack's environment plus env; it is killed
+// when the test ends if still running.
+func (s *stack) start(name string, env []string, args ...string) *proc {
+	s.t.Helper()
+	p := &proc{name: name, addr: freeAddr(s.t), logs: &syncBuffer{}, done: make(chan error, 1)}
+	p.cmd = exec.Command(binary(s.t, name), args...)
+	p.cmd.Env = append(os.Environ(),
+		"KAFKA_BROKERS="+s.kafka.Brokers,
+		"TOPIC_PREFIX="+s.kafka.TopicPrefix,
+		"HTTP_ADDR="+p.addr,
+		"LOG_LEVEL=info",
+	)
+	p.cmd.Env = append(p.cmd.Env, env...)
+	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
+	if err := p.cmd.Start(); err != nil {
+		s.t.Fatal(err)
+	}
+	go func() { p.done <- p.cmd.Wait() }()
+	s.t.Cleanup(func() {
+		if p.cmd.ProcessState == nil {
+			_ = p.cmd.Process.Kill()
+			<-p.done
+		}
+		if s.t.Failed() {
+			s.t.Logf("%s (pid %d) logs:\n%s", name, p.cmd.Process.Pid, tail(p.logs.String(), 60))
+		}
+	})
+	return p
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(s, "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// waitReady polls /readyz until 200.
+func (p *proc) waitReady(t *testing.T, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get("http://" + p.addr + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		select {
+		case err := <-p.done:
+			t.Fatalf("%s exited before ready: %v\n%s", p.name, err, tail(p.logs.String(), 40))
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	t.Fatalf("%s not ready after %s\n%s", p.name, timeout, tail(p.logs.String(), 40))
+}
+
+func (p *proc) kill(t *testing.T) {
+	t.Helper()
+	_ = p.cmd.Process.Signal(syscall.SIGKILL)
+	<-p.done
+}
+
+func (p *proc) stop(t *testing.T) {
+	t.Helper()
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-p.done:
+		if err != nil {
+			t.Fatalf("%s: exit after SIGTERM: %v\n%s", p.name, err, tail(p.logs.String(), 40))
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatalf("%s still running 60 s after SIGTERM", p.name)
+	}
+}
+
+// results reads every committed command result, by command id.
+func (s *stack) results(ctx context.Context) (map[string]*codec.CommandResult, error) {
+	out := map[string]*codec.CommandResult{}
+	err := kafkax.ReadAll(ctx, s.kafka, s.names.Results, func(r *kgo.Record) error {
+		var res codec.CommandResult
+		if err := codec.Default().DecodeInto(r.Value, &res); err != nil {
+			return fmt.Errorf("result at %d/%d: %w", r.Partition, r.Offset, err)
+		}
+		out[res.CommandID] = &res
+		return nil
+	})
+	return out, err
+}
+
+// waitSettled waits until the processor group has no lag on the commands
+// topic and no transfer is in flight, then returns the audited ledger.
+func (s *stack) waitSettled(ctx context.Context, group string) *audit.Ledger {
+	s.t.Helper()
+	for {
+		lag, err := s.adm.Lag(ctx, group)
+		var total int64 = -1
+		if err == nil {
+			if gl, ok := lag[group]; ok && gl.Error() == nil && len(gl.Lag) > 0 {
+				total = gl.Lag.Total()
+			}
+		}
+		if total == 0 {
+			l, err := audit.ReadEvents(ctx, s.kafka, s.names.Events)
+			if err != nil {
+				s.t.Fatalf("read events: %v", err)
+			}
+			pending := 0
+			for _, tr := range l.Transfers {
+				if tr.Status() == "pending" {
+					pending++
+				}
+			}
+			if pending == 0 {
+				// Saga commands produced in the last transaction raise the lag
+				// again; only a second zero reading after the audit is final.
+				if lag2, err := s.adm.Lag(ctx, group); err == nil && lag2[group].Lag.Total() == 0 {
+					return l
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			s.t.Fatalf("not settled: lag %d, %v", total, ctx.Err())
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// checkExactlyOnce asserts the invariants over the events and results topics
+// for a workload that was fully processed.
+func (s *stack) checkExactlyOnce(ctx context.Context, l *audit.Ledger, cmds []workload.Command) {
+	s.t.Helper()
+	if problems := l.Check(true); len(problems) > 0 {
+		s.t.Fatalf("%d invariant violations, first: %s", len(problems), strings.Join(problems[:min(20, len(problems))], "\n"))
+	}
+	results, err := s.results(ctx)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	accepted, rejected := 0, 0
+	for _, c := range cmds {
+		res, ok := results[c.ID]
+		if !ok {
+			s.t.Fatalf("command %s has no result", c.ID)
+		}
+		switch res.Status {
+		case "ACCEPTED":
+			accepted++
+			if got, want := l.Commands[c.ID], len(res.Events); got != want {
+				s.t.Fatalf("command %s: %d events in the log, result lists %d", c.ID, got, want)
+			}
+		default:
+			rejected++
+			if l.Commands[c.ID] != 0 {
+				s.t.Fatalf("rejected command %s (%s) has %d events", c.ID, res.Reason, l.Commands[c.ID])
+			}
+		}
+	}
+	s.t.Logf("audit: %s; %d upstream commands (%d accepted, %d rejected), %d results in total (incl. saga)",
+		l.Summary(), len(cmds), accepted, rejected, len(results))
+}

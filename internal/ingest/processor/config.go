@@ -1,0 +1,80 @@
+package processor
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/cqrs-ledger/ledger/internal/config"
+)
+
+// Defaults applied by New to zero fields of Config.
+const (
+	DefaultDedupeWindow = 24 * time.Hour
+	DefaultMaxBatch     = 500
+	// DefaultGroupSuffix is appended to the topic prefix to name the
+	// consumer group when Config.Group is empty.
+	DefaultGroupSuffix = "processor"
+)
+
+// Config configures a Processor.
+type Config struct {
+	// Kafka is the connection and the topic prefix.
+	Kafka config.Kafka
+	// Group is the consumer group; default "<topic prefix>processor".
+	Group string
+	// InstanceID makes this process's transactional id
+	// ("<group>-<instance id>"); it must be unique among the live members
+	// of the group, or they fence each other. Default "<hostname>-<pid>".
+	InstanceID string
+	// DedupeWindow is how long a command id is remembered; default 24 h. It
+	// must not exceed the command-results retention.
+	DedupeWindow time.Duration
+	// MaxBatch caps the records polled into one transaction; default 500.
+	MaxBatch int
+	// Log receives the processor's logs; default slog.Default().
+	Log *slog.Logger
+	// Registerer registers the metrics; nil keeps them unregistered.
+	Registerer prometheus.Registerer
+}
+
+// withDefaults returns c with its zero fields defaulted.
+func (c Config) withDefaults() Config {
+	if c.Group == "" {
+		c.Group = c.Kafka.TopicPrefix + DefaultGroupSuffix
+	}
+	if c.InstanceID == "" {
+		host, err := os.Hostname()
+		if err != nil || host == "" {
+			host = "processor"
+		}
+		c.InstanceID = host + "-" + strconv.Itoa(os.Getpid())
+	}
+	if c.DedupeWindow == 0 {
+		c.DedupeWindow = DefaultDedupeWindow
+	}
+	if c.MaxBatch == 0 {
+		c.MaxBatch = DefaultMaxBatch
+	}
+	if c.Log == nil {
+		c.Log = slog.Default()
+	}
+	return c
+}
+
+// Validate reports every problem with c (after defaults).
+func (c Config) Validate() error {
+	errs := []error{c.Kafka.Validate()}
+	if c.DedupeWindow < 0 {
+		errs = append(errs, fmt.Errorf("dedupe window %s: must be positive", c.DedupeWindow))
+	}
+	if c.MaxBatch < 0 || c.MaxBatch > 100_000 {
+		errs = append(errs, fmt.Errorf("max batch %d: want 1..100000", c.MaxBatch))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,64 @@
+package processor
+
+import (
+	"errors"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Outcomes of a command, the "outcome" label of commands_total.
+const (
+	outcomeAccepted  = "accepted"
+	outcomeRejected  = "rejected"
+	outcomeDuplicate = "duplicate"
+	outcomeDLQ       = "dlq"
+)
+
+type metrics struct {
+	commands     *prometheus.CounterVec // outcome
+	transactions *prometheus.CounterVec // result: committed, aborted, failed
+	batch        prometheus.Histogram   // seconds per transaction
+	restore      prometheus.Histogram   // seconds per partition restore
+	partitions   prometheus.Gauge       // owned partitions
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		commands: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "ledger", Subsystem: "processor", Name: "commands_total",
+			Help: "Command records processed, by outcome (accepted, rejected, duplicate, dlq); counted when their transaction commits.",
+		}, []string{"outcome"}),
+		transactions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "ledger", Subsystem: "processor", Name: "transactions_total",
+			Help: "Batch transactions by result: committed, aborted, or failed (End returned an error; outcome unknown).",
+		}, []string{"result"}),
+		batch: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "ledger", Subsystem: "processor", Name: "batch_duration_seconds",
+			Help:    "Time from the first record of a batch to the end of its transaction.",
+			Buckets: prometheus.ExponentialBuckets(0.005, 2, 12),
+		}),
+		restore: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "ledger", Subsystem: "processor", Name: "restore_duration_seconds",
+			Help:    "Time to restore the state of one set of assigned partitions from snapshots and results.",
+			Buckets: prometheus.ExponentialBuckets(0.01, 2, 14),
+		}),
+		partitions: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "ledger", Subsystem: "processor", Name: "owned_partitions",
+			Help: "Command partitions this processor owns and has restored.",
+		}),
+	}
+	for _, o := range []string{outcomeAccepted, outcomeRejected, outcomeDuplicate, outcomeDLQ} {
+		m.commands.WithLabelValues(o)
+	}
+	for _, r := range []string{"committed", "aborted", "failed"} {
+		m.transactions.WithLabelValues(r)
+	}
+	if reg == nil {
+		return m, nil
+	}
+	var errs []error
+	for _, c := range []prometheus.Collector{m.commands, m.transactions, m.batch, m.restore, m.partitions} {
+		errs = append(errs, reg.Register(c))
+	}
+	return m, errors.Join(errs...)
+}

@@ -1,0 +1,478 @@
+package processor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"log/slog"
+	"sort"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/cqrs-ledger/ledger/internal/codec"
+	"github.com/cqrs-ledger/ledger/internal/domain"
+	"github.com/cqrs-ledger/ledger/internal/kafkax"
+	"github.com/cqrs-ledger/ledger/topology"
+)
+
+// Record headers the processor writes (and, for HeaderOrigin, reads).
+const (
+	// HeaderType carries the Avro full name of the value, on every record
+	// the processor writes (DLQ records: when the value's schema is known).
+	HeaderType = "type"
+	// HeaderOrigin on a command marks a saga command the processor issued
+	// (OriginProcessor); only such records may carry CreditTransfer or
+	// RefundTransfer. On a command result it names the id space of the
+	// command: OriginProcessor for saga commands, OriginUpstream otherwise.
+	HeaderOrigin    = "origin"
+	OriginProcessor = "processor"
+	OriginUpstream  = "upstream"
+
+	// DLQ headers: why the record was not processed and where it was read.
+	HeaderError           = "error"
+	HeaderSourceTopic     = "source-topic"
+	HeaderSourcePartition = "source-partition"
+	HeaderSourceOffset    = "source-offset"
+)
+
+// ErrStopped is returned by Ready once Run has returned.
+var ErrStopped = errors.New("processor: stopped")
+
+const (
+	// pruneEvery is how often expired entries are removed from the dedupe
+	// index.
+	pruneEvery = time.Minute
+	// fetchMaxWait bounds how long a newly assigned partition can wait
+	// for its first fetch (franz-go's default is 5 s).
+	fetchMaxWait = 500 * time.Millisecond
+)
+
+// sagaSpace is mixed into the dedupe hash of saga command ids, so that an
+// upstream command can never shadow a saga command with the same id.
+const sagaSpace uint64 = 0x9e3779b97f4a7c15
+
+// Processor is the aggregate processor. Create it with New and call Run
+// once; Ready may be called from any goroutine.
+type Processor struct {
+	cfg   Config
+	names topology.Names
+	log   *slog.Logger
+	m     *metrics
+	cat   *codec.Catalog
+	seed  maphash.Seed
+
+	started atomic.Bool
+
+	// Set by Run before the group session starts, read-only afterwards.
+	nparts    int32 // partitions of every aggregate-keyed topic
+	dlqParts  int32
+	adm       *kadm.Client
+	failRun   context.CancelCauseFunc
+	lastPrune time.Time
+
+	mu        sync.Mutex
+	parts     map[int32]*partition // owned and restored command partitions
+	joined    bool                 // an assignment was received and handled
+	restoring int                  // restores in progress
+	fatal     error                // set once; Run returns it
+	stateCh   chan struct{}        // closed and replaced whenever readiness may change
+}
+
+// partition is the in-memory state of one owned partition. Once published in
+// Processor.parts its maps are only touched by the Run goroutine.
+type partition struct {
+	id       int32
+	accounts map[string]domain.Account
+	dedupe   map[uint64]int64 // hash of (id space, command id) → result time, unix ms
+}
+
+// New validates cfg (after applying defaults) and registers the metrics. It
+// does no I/O; Run connects.
+func New(cfg Config) (*Processor, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("processor config: %w", err)
+	}
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, fmt.Errorf("processor metrics: %w", err)
+	}
+	return &Processor{
+		cfg:     cfg,
+		names:   topology.NamesFor(cfg.Kafka.TopicPrefix),
+		log:     cfg.Log.With("component", "processor", "group", cfg.Group),
+		m:       m,
+		cat:     codec.Default(),
+		seed:    maphash.MakeSeed(),
+		parts:   map[int32]*partition{},
+		stateCh: make(chan struct{}),
+	}, nil
+}
+
+// Ready returns nil once the processor has joined its group and restored
+// every partition it was assigned (possibly none, when the group has more
+// members than partitions); before that, and while a (re)assignment is
+// being restored, it blocks until that is done or ctx ends (returning
+// ctx.Err()). Once Run has returned it returns Run's error, or ErrStopped.
+func (p *Processor) Ready(ctx context.Context) error {
+	for {
+		p.mu.Lock()
+		fatal, ready, ch := p.fatal, p.joined && p.restoring == 0, p.stateCh
+		p.mu.Unlock()
+		if fatal != nil {
+			return fatal
+		}
+		if ready {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// notifyLocked wakes Ready callers; p.mu must be held.
+func (p *Processor) notifyLocked() {
+	close(p.stateCh)
+	p.stateCh = make(chan struct{})
+}
+
+// setFatal records the first fatal error and stops Run's polling.
+func (p *Processor) setFatal(err error) {
+	p.mu.Lock()
+	if p.fatal == nil {
+		p.fatal = err
+		p.notifyLocked()
+	}
+	p.mu.Unlock()
+	if p.failRun != nil {
+		p.failRun(err)
+	}
+}
+
+// Run joins the group and processes commands until ctx is done or a fatal
+// error occurs. On ctx's end it finishes the transaction in progress (never
+// cancelling a commit half-way), then leaves the group. It returns nil after
+// a graceful stop, otherwise the error; it may be called only once.
+func (p *Processor) Run(ctx context.Context) (err error) {
+	if !p.started.CompareAndSwap(false, true) {
+		return errors.New("processor: Run called twice")
+	}
+	defer func() {
+		p.mu.Lock()
+		if p.fatal == nil {
+			p.fatal = ErrStopped
+			if err != nil {
+				p.fatal = err
+			}
+		}
+		p.joined = false
+		p.notifyLocked()
+		p.mu.Unlock()
+	}()
+
+	adminCl, err := kafkax.NewClient(p.cfg.Kafka)
+	if err != nil {
+		return err
+	}
+	defer adminCl.Close()
+	p.adm = kadm.NewClient(adminCl)
+	if err := p.checkTopics(ctx); err != nil {
+		return err
+	}
+
+	runCtx, failRun := context.WithCancelCause(ctx)
+	defer failRun(nil)
+	p.failRun = failRun
+
+	opts, err := kafkax.ClientOpts(p.cfg.Kafka)
+	if err != nil {
+		return err
+	}
+	opts = append(opts,
+		kgo.ConsumerGroup(p.cfg.Group),
+		kgo.ConsumeTopics(p.names.Commands),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		// A fetch returns as soon as commands arrive; the wait only
+		// matters after an assignment, when a partition joins while a
+		// fetch for the others is in flight (franz-go has one per broker)
+		// and sits idle until that fetch's wait ends.
+		kgo.FetchMaxWait(fetchMaxWait),
+		kgo.TransactionalID(p.cfg.Group+"-"+p.cfg.InstanceID),
+		// Deprecated as a no-op: franz-go now always requests stable
+		// offsets (KIP-447). Kept so that the requirement is explicit.
+		//lint:ignore SA1019 documents a hard requirement of this design
+		kgo.RequireStableFetchOffsets(),
+		// Every output record's partition is set explicitly.
+		kgo.RecordPartitioner(kgo.ManualPartitioner()),
+		// Rebalances (and the assignment callbacks that touch the state)
+		// wait until a polled batch's transaction has ended.
+		kgo.BlockRebalanceOnPoll(),
+		kgo.OnPartitionsAssigned(p.onAssigned),
+		kgo.OnPartitionsRevoked(p.onRevoked),
+		kgo.OnPartitionsLost(p.onLost),
+		kgo.WithLogger(kgoLogger{p.log}),
+	)
+	sess, err := kgo.NewGroupTransactSession(opts...)
+	if err != nil {
+		return fmt.Errorf("processor: kafka session: %w", err)
+	}
+	p.log.Info("processor starting", "commands", p.names.Commands, "partitions", p.nparts,
+		"transactional_id", p.cfg.Group+"-"+p.cfg.InstanceID)
+	defer func() {
+		// Leaves the group; the revoke callback drops every partition.
+		sess.CloseAllowingRebalance()
+		p.log.Info("processor stopped", "err", err)
+	}()
+
+	for {
+		fetches := sess.PollRecords(runCtx, p.cfg.MaxBatch)
+		if fetches.IsClientClosed() {
+			return errors.New("processor: kafka client closed")
+		}
+		if runCtx.Err() != nil {
+			// Nothing polled is processed: no transaction is open, and
+			// the next owner starts from the committed offsets.
+			sess.AllowRebalance()
+			if cause := context.Cause(runCtx); ctx.Err() == nil {
+				return cause
+			}
+			return nil
+		}
+		fetches.EachError(func(t string, part int32, err error) {
+			p.log.Warn("fetch error", "topic", t, "partition", part, "err", err)
+		})
+		var batchErr error
+		if records := fetches.Records(); len(records) > 0 {
+			batchErr = p.processBatch(ctx, sess, records)
+		}
+		p.maybePrune()
+		sess.AllowRebalance()
+		if batchErr != nil {
+			p.setFatal(batchErr)
+			return batchErr
+		}
+	}
+}
+
+// checkTopics loads the partition counts and checks co-partitioning.
+func (p *Processor) checkTopics(ctx context.Context) error {
+	n := p.names
+	keyed := []string{n.Commands, n.Events, n.Snapshots, n.Results}
+	details, err := p.adm.ListTopics(ctx, append(keyed, n.DLQ)...)
+	if err != nil {
+		return fmt.Errorf("processor: list topics: %w", err)
+	}
+	count := func(topic string) (int32, error) {
+		d, ok := details[topic]
+		if !ok || d.Err != nil || len(d.Partitions) == 0 {
+			return 0, fmt.Errorf("processor: topic %s is missing or unreadable (apply the topology first): %v", topic, d.Err)
+		}
+		return int32(len(d.Partitions)), nil
+	}
+	var errs []error
+	for _, t := range keyed {
+		c, err := count(t)
+		switch {
+		case err != nil:
+			errs = append(errs, err)
+		case p.nparts == 0:
+			p.nparts = c
+		case c != p.nparts:
+			errs = append(errs, fmt.Errorf("processor: topic %s has %d partitions, %s has %d: aggregate-keyed topics must be co-partitioned", t, c, n.Commands, p.nparts))
+		}
+	}
+	c, err := count(n.DLQ)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	p.dlqParts = c
+	if len(errs) == 0 {
+		p.checkResultRetention(ctx)
+	}
+	return errors.Join(errs...)
+}
+
+// checkResultRetention warns when command-results expire before the dedupe
+// window ends: a restore could then not remember every command id of the
+// window. It only warns, since the retention is the topology's business.
+func (p *Processor) checkResultRetention(ctx context.Context) {
+	rcs, err := p.adm.DescribeTopicConfigs(ctx, p.names.Results)
+	if err != nil {
+		p.log.Warn("cannot read the command-results retention", "err", err)
+		return
+	}
+	rc, err := rcs.On(p.names.Results, nil)
+	if err == nil {
+		err = rc.Err
+	}
+	if err != nil {
+		p.log.Warn("cannot read the command-results retention", "err", err)
+		return
+	}
+	for _, c := range rc.Configs {
+		if c.Key != "retention.ms" || c.Value == nil {
+			continue
+		}
+		ms, err := strconv.ParseInt(*c.Value, 10, 64)
+		if err == nil && ms >= 0 && time.Duration(ms)*time.Millisecond < p.cfg.DedupeWindow {
+			p.log.Warn("command-results retention is shorter than the dedupe window; ids older than the retention are forgotten on restore",
+				"retention", time.Duration(ms)*time.Millisecond, "dedupe_window", p.cfg.DedupeWindow)
+		}
+	}
+}
+
+// commandPartitions returns the commands topic's partitions in assigned.
+func (p *Processor) commandPartitions(assigned map[string][]int32) []int32 {
+	ps := append([]int32(nil), assigned[p.names.Commands]...)
+	sort.Slice(ps, func(i, j int) bool { return ps[i] < ps[j] })
+	return ps
+}
+
+func (p *Processor) onAssigned(ctx context.Context, _ *kgo.Client, assigned map[string][]int32) {
+	parts := p.commandPartitions(assigned)
+	p.mu.Lock()
+	p.restoring++
+	p.notifyLocked()
+	p.mu.Unlock()
+
+	var restored map[int32]*partition
+	var err error
+	if len(parts) > 0 {
+		restored, err = p.restore(ctx, parts)
+	}
+
+	p.mu.Lock()
+	p.restoring--
+	p.joined = true
+	for id, st := range restored {
+		p.parts[id] = st
+	}
+	p.m.partitions.Set(float64(len(p.parts)))
+	p.notifyLocked()
+	p.mu.Unlock()
+	switch {
+	case err != nil && ctx.Err() != nil:
+		// Closing: the partitions will be restored by their next owner.
+	case err != nil:
+		p.setFatal(fmt.Errorf("processor: restore partitions %v: %w", parts, err))
+	case len(parts) > 0:
+		p.log.Info("partitions assigned and restored", "partitions", parts)
+	}
+}
+
+func (p *Processor) onRevoked(_ context.Context, _ *kgo.Client, revoked map[string][]int32) {
+	p.drop("revoked", p.commandPartitions(revoked))
+}
+
+func (p *Processor) onLost(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
+	p.drop("lost", p.commandPartitions(lost))
+}
+
+func (p *Processor) drop(why string, parts []int32) {
+	if len(parts) == 0 {
+		return
+	}
+	p.mu.Lock()
+	for _, id := range parts {
+		delete(p.parts, id)
+	}
+	p.m.partitions.Set(float64(len(p.parts)))
+	p.mu.Unlock()
+	p.log.Info("partitions "+why+"; state dropped", "partitions", parts)
+}
+
+// resync replaces the state of every owned partition with a fresh restore,
+// after a transaction whose outcome is unknown. It runs in the Run goroutine
+// while rebalances are blocked, so the set of owned partitions is stable.
+func (p *Processor) resync(ctx context.Context) error {
+	p.mu.Lock()
+	ids := make([]int32, 0, len(p.parts))
+	for id := range p.parts {
+		ids = append(ids, id)
+	}
+	p.restoring++
+	p.notifyLocked()
+	p.mu.Unlock()
+	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+
+	var restored map[int32]*partition
+	var err error
+	if len(ids) > 0 {
+		restored, err = p.restore(ctx, ids)
+	}
+
+	p.mu.Lock()
+	p.restoring--
+	if err == nil {
+		for id, st := range restored {
+			if _, owned := p.parts[id]; owned {
+				p.parts[id] = st
+			}
+		}
+	} else {
+		// Stale state must never be used: forget it all.
+		clear(p.parts)
+		p.m.partitions.Set(0)
+	}
+	p.notifyLocked()
+	p.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("processor: restore after a failed transaction: %w", err)
+	}
+	return nil
+}
+
+// maybePrune removes expired dedupe entries, at most once per pruneEvery.
+func (p *Processor) maybePrune() {
+	now := time.Now()
+	if now.Sub(p.lastPrune) < pruneEvery {
+		return
+	}
+	p.lastPrune = now
+	cutoff := now.Add(-p.cfg.DedupeWindow).UnixMilli()
+	p.mu.Lock()
+	parts := make([]*partition, 0, len(p.parts))
+	for _, st := range p.parts {
+		parts = append(parts, st)
+	}
+	p.mu.Unlock()
+	for _, st := range parts {
+		for h, at := range st.dedupe {
+			if at < cutoff {
+				delete(st.dedupe, h)
+			}
+		}
+	}
+}
+
+// dedupeKey hashes a command id into its id space.
+func (p *Processor) dedupeKey(id string, saga bool) uint64 {
+	h := maphash.String(p.seed, id)
+	if saga {
+		h ^= sagaSpace
+	}
+	return h
+}
+
+// kgoLogger forwards franz-go's warnings and errors to slog.
+type kgoLogger struct{ l *slog.Logger }
+
+func (kgoLogger) Level() kgo.LogLevel { return kgo.LogLevelWarn }
+
+func (k kgoLogger) Log(level kgo.LogLevel, msg string, keyvals ...any) {
+	lvl := slog.LevelWarn
+	if level == kgo.LogLevelError {
+		lvl = slog.LevelError
+	}
+	k.l.Log(context.Background(), lvl, "kafka: "+msg, keyvals...)
+}

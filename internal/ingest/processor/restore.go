@@ -1,0 +1,269 @@
+package processor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/cqrs-ledger/ledger/internal/codec"
+	"github.com/cqrs-ledger/ledger/internal/domain"
+	"github.com/cqrs-ledger/ledger/internal/kafkax"
+)
+
+const (
+	// restoreTimeout bounds one restore attempt. Reading to the high
+	// watermark waits for open transactions, which the broker aborts after
+	// their transaction timeout (franz-go's default is 40 s).
+	restoreTimeout = 2 * time.Minute
+	restoreTries   = 3
+)
+
+// restore rebuilds the state of the given command partitions, retrying
+// transient failures.
+func (p *Processor) restore(ctx context.Context, ids []int32) (map[int32]*partition, error) {
+	var err error
+	for try := 1; try <= restoreTries; try++ {
+		var out map[int32]*partition
+		out, err = p.restoreOnce(ctx, ids)
+		if err == nil {
+			return out, nil
+		}
+		if ctx.Err() != nil {
+			return nil, err
+		}
+		p.log.Warn("restore failed", "partitions", ids, "try", try, "err", err)
+		select {
+		case <-time.After(time.Duration(try) * time.Second):
+		case <-ctx.Done():
+			return nil, err
+		}
+	}
+	return nil, err
+}
+
+// restoreStats is what one partition's restore found, for the log.
+type restoreStats struct {
+	snapshots, results int
+	lso, hwm           [2]int64 // snapshots, results
+}
+
+// restoreOnce reads, for each partition, the snapshots partition from its
+// start and the command-results partition from the start of the dedupe
+// window, both under read_committed and both up to the high watermark
+// captured first. Control records are kept so that the consumer's position
+// is visible even when the last records before the watermark are
+// transaction markers; a read_committed fetch does not return anything at or
+// past the last stable offset, so reaching the watermark means every
+// transaction below it has been resolved.
+func (p *Processor) restoreOnce(ctx context.Context, ids []int32) (map[int32]*partition, error) {
+	ctx, cancel := context.WithTimeout(ctx, restoreTimeout)
+	defer cancel()
+	start := time.Now()
+	snapT, resT := p.names.Snapshots, p.names.Results
+
+	ends, err := p.adm.ListEndOffsets(ctx, snapT, resT)
+	if err == nil {
+		err = ends.Error()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list high watermarks: %w", err)
+	}
+	starts, err := p.adm.ListStartOffsets(ctx, snapT, resT)
+	if err == nil {
+		err = starts.Error()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list log start offsets: %w", err)
+	}
+	stables, err := p.adm.ListCommittedOffsets(ctx, snapT, resT)
+	if err == nil {
+		err = stables.Error()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list last stable offsets: %w", err)
+	}
+	cutoff := time.Now().Add(-p.cfg.DedupeWindow)
+	windowStart, err := p.adm.ListOffsetsAfterMilli(ctx, cutoff.UnixMilli(), resT)
+	if err == nil {
+		err = windowStart.Error()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list offsets of the dedupe window: %w", err)
+	}
+
+	out := make(map[int32]*partition, len(ids))
+	stats := make(map[int32]*restoreStats, len(ids))
+	hwm := map[string]map[int32]int64{snapT: {}, resT: {}}
+	pending := map[string]map[int32]bool{snapT: {}, resT: {}}
+	consume := map[string]map[int32]kgo.Offset{snapT: {}, resT: {}}
+	for _, id := range ids {
+		out[id] = &partition{id: id, accounts: map[string]domain.Account{}, dedupe: map[uint64]int64{}}
+		st := &restoreStats{}
+		stats[id] = st
+		for i, t := range []string{snapT, resT} {
+			end, ok := ends.Lookup(t, id)
+			if !ok {
+				return nil, fmt.Errorf("no high watermark for %s/%d", t, id)
+			}
+			st.hwm[i] = end.Offset
+			if lso, ok := stables.Lookup(t, id); ok {
+				st.lso[i] = lso.Offset
+			}
+			ls, ok := starts.Lookup(t, id)
+			if !ok {
+				return nil, fmt.Errorf("no log start offset for %s/%d", t, id)
+			}
+			if ls.Offset >= end.Offset {
+				continue // empty, or everything expired
+			}
+			// Exact offsets: the client starts fetching at once, without
+			// resolving "start" first.
+			from := kgo.NewOffset().At(ls.Offset)
+			if t == resT {
+				if ws, ok := windowStart.Lookup(t, id); ok && ws.Offset >= 0 {
+					if ws.Offset >= end.Offset {
+						continue // nothing within the window
+					}
+					from = kgo.NewOffset().At(ws.Offset)
+				}
+			}
+			hwm[t][id] = end.Offset
+			pending[t][id] = true
+			consume[t][id] = from
+		}
+	}
+
+	for _, id := range ids {
+		if st := stats[id]; st.lso[0] < st.hwm[0] || st.lso[1] < st.hwm[1] {
+			p.log.Info("restore waits for open transactions to resolve", "partition", id,
+				"snapshots_lso", st.lso[0], "snapshots_hwm", st.hwm[0], "results_lso", st.lso[1], "results_hwm", st.hwm[1])
+		}
+	}
+	if len(pending[snapT])+len(pending[resT]) > 0 {
+		cl, err := kafkax.NewClient(p.cfg.Kafka,
+			kgo.ConsumePartitions(consume),
+			kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+			kgo.KeepControlRecords(),
+			// Everything wanted is below the watermark: a fetch that
+			// waits for more only delays partitions that join the
+			// session later.
+			kgo.FetchMaxWait(100*time.Millisecond),
+		)
+		if err != nil {
+			return nil, err
+		}
+		defer cl.Close()
+		for len(pending[snapT])+len(pending[resT]) > 0 {
+			fs := cl.PollFetches(ctx)
+			if err := ctx.Err(); err != nil {
+				return nil, fmt.Errorf("read to the high watermark (waiting for open transactions?): %w", err)
+			}
+			var ferr error
+			fs.EachError(func(t string, part int32, err error) {
+				ferr = errors.Join(ferr, fmt.Errorf("fetch %s/%d: %w", t, part, err))
+			})
+			if ferr != nil {
+				return nil, ferr
+			}
+			var rerr error
+			fs.EachRecord(func(r *kgo.Record) {
+				end, ok := hwm[r.Topic][r.Partition]
+				if !ok || rerr != nil {
+					return
+				}
+				// The record at end-1 may be aborted data that
+				// read_committed hides; then its abort marker, past
+				// end, is the first record seen there.
+				if r.Offset >= end-1 {
+					delete(pending[r.Topic], r.Partition)
+				}
+				if r.Offset >= end || r.Attrs.IsControl() {
+					return
+				}
+				st := out[r.Partition]
+				if r.Topic == snapT {
+					stats[r.Partition].snapshots++
+					rerr = p.applySnapshot(st, r)
+				} else {
+					p.applyResult(st, r, cutoff, stats[r.Partition])
+				}
+			})
+			if rerr != nil {
+				return nil, rerr
+			}
+		}
+	}
+
+	took := time.Since(start)
+	p.m.restore.Observe(took.Seconds())
+	for _, id := range ids {
+		st := stats[id]
+		p.log.Info("partition restored",
+			"partition", id,
+			"snapshots_read", st.snapshots,
+			"aggregates_restored", len(out[id].accounts),
+			"events_replayed", 0, // every transaction snapshots what it touched
+			"results_read", st.results,
+			"dedupe_entries", len(out[id].dedupe),
+			"snapshots_hwm", st.hwm[0], "snapshots_lso_at_start", st.lso[0],
+			"results_hwm", st.hwm[1], "results_lso_at_start", st.lso[1],
+			"duration", took)
+	}
+	return out, nil
+}
+
+// applySnapshot folds one snapshot record into st: the latest snapshot of
+// an aggregate wins, a tombstone forgets it. A snapshot that does not decode
+// fails the restore: processing that aggregate without its state would
+// decide against a wrong balance.
+func (p *Processor) applySnapshot(st *partition, r *kgo.Record) error {
+	key := string(r.Key)
+	if r.Value == nil {
+		delete(st.accounts, key)
+		return nil
+	}
+	var snap codec.AccountSnapshot
+	if err := p.cat.DecodeInto(r.Value, &snap); err != nil {
+		return fmt.Errorf("snapshot %s/%d@%d: %w", r.Topic, r.Partition, r.Offset, err)
+	}
+	a, err := fromSnapshot(&snap)
+	if err != nil {
+		return fmt.Errorf("snapshot %s/%d@%d: %w", r.Topic, r.Partition, r.Offset, err)
+	}
+	if a.ID != key {
+		return fmt.Errorf("snapshot %s/%d@%d: key %q holds aggregate %q", r.Topic, r.Partition, r.Offset, key, a.ID)
+	}
+	if prev, ok := st.accounts[key]; ok && prev.Version > a.Version {
+		return nil
+	}
+	st.accounts[key] = a
+	return nil
+}
+
+// applyResult adds one command result within the window to st's dedupe
+// index. Only the key (the command id), the timestamp and the origin header
+// are needed, so the value is not decoded.
+func (p *Processor) applyResult(st *partition, r *kgo.Record, cutoff time.Time, stats *restoreStats) {
+	stats.results++
+	if r.Value == nil || len(r.Key) == 0 || r.Timestamp.Before(cutoff) {
+		return
+	}
+	saga := header(r, HeaderOrigin) == OriginProcessor
+	h := p.dedupeKey(string(r.Key), saga)
+	if at := r.Timestamp.UnixMilli(); at > st.dedupe[h] {
+		st.dedupe[h] = at
+	}
+}
+
+// header returns the value of the last header named key, or "".
+func header(r *kgo.Record, key string) string {
+	for i := len(r.Headers) - 1; i >= 0; i-- {
+		if r.Headers[i].Key == key {
+			return string(r.Headers[i].Value)
+		}
+	}
+	return ""
+}
