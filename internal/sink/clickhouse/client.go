@@ -2,6 +2,26 @@
 // configuration, DDL migrations, batched projection writers and the readers
 // for history and analytics. Everything here runs on ClickHouse 18.16 and on
 // current releases.
+//
+// Tables (generation N > 0 of a rebuild appends "_gN"; Swap renames it live):
+//
+//   - ledger_events: one row per event, ReplacingMergeTree(version) ORDER BY
+//     (aggregate_id, version), partitioned by month of occurred_at. amount is
+//     signed (+ money in, − money out, 0 otherwise); occurred_at is seconds,
+//     occurred_at_ms the exact epoch milliseconds.
+//   - account_balances: latest state per account, ReplacingMergeTree(version)
+//     ORDER BY account_id.
+//   - volume_hourly: per currency, hour and event type the count, volume
+//     (sum of |amount|) and net (sum of amount) of money events; a
+//     SummingMergeTree fed by the materialized view volume_hourly_mv.
+//
+// Replacing and summing happen at merge time, so queries read with FINAL,
+// argMax(…, version) or sum(…) … GROUP BY, never the raw rows:
+//
+//	SELECT balance FROM account_balances FINAL WHERE account_id = 'acc-1'
+//	SELECT argMax(balance, version) FROM account_balances WHERE account_id = 'acc-1'
+//	SELECT hour, sumIf(volume, type = 'FundsDeposited') AS deposits
+//	FROM volume_hourly WHERE currency = 'EUR' GROUP BY hour ORDER BY hour
 package chsink
 
 import (

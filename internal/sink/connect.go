@@ -1,4 +1,6 @@
-package ops
+// Package sink connects a binary to its stores; the adapters themselves live
+// in sink/redis and sink/clickhouse.
+package sink
 
 import (
 	"context"
@@ -7,13 +9,14 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/cqrs-ledger/ledger/internal/config"
+	"github.com/cqrs-ledger/ledger/internal/ops"
 	chsink "github.com/cqrs-ledger/ledger/internal/sink/clickhouse"
 	redissink "github.com/cqrs-ledger/ledger/internal/sink/redis"
 )
 
-// ConnectStores connects to Redis and ClickHouse, makes each a readiness
-// check, and closes them at shutdown.
-func (s *Service) ConnectStores(rcfg config.Redis, ccfg config.ClickHouse) (*redis.Client, driver.Conn, error) {
+// Connect connects to Redis and ClickHouse, makes each a readiness check of
+// s, and closes them at shutdown.
+func Connect(s *ops.Service, rcfg config.Redis, ccfg config.ClickHouse) (*redis.Client, driver.Conn, error) {
 	rdb, err := redissink.NewClient(rcfg)
 	if err != nil {
 		return nil, nil, err

@@ -1,0 +1,501 @@
+// Package projector runs a projection sink as a Kafka consumer group: it
+// reads the events (and optionally the command-results) topic read_committed,
+// applies records in batches bounded by size and time, and commits the
+// offsets of a batch only after the sink reports it durable. A failing sink
+// keeps its batch: the projector backs off and retries the same batch
+// without fetching more, so memory stays bounded and nothing is skipped.
+//
+// Delivery is at least once; the sinks make it effectively once by applying
+// an event only when its version is the next one of its aggregate. Records
+// that do not decode (tombstones, malformed bytes, unknown schemas or event
+// types) are counted in ledger_projector_skipped_total{reason} and skipped.
+//
+// Metrics, each labelled sink="<Sink.Name()>": ledger_projector_events_applied_total,
+// ledger_projector_outcomes_applied_total, ledger_projector_batches_total,
+// ledger_projector_apply_errors_total, ledger_projector_retries_total,
+// ledger_projector_commit_errors_total, ledger_projector_skipped_total{reason} and
+// the gauge ledger_projector_lag{topic,partition} (high watermark of the last
+// fetch minus the committed offset; transaction markers are committed too, so
+// it reaches 0 when caught up).
+//
+// While a batch is being applied or retried the client blocks rebalances
+// (kgo.BlockRebalanceOnPoll) only for one attempt at a time: between retries
+// a rebalance may proceed, and records of partitions it takes away are
+// dropped before the next attempt and never committed.
+package projector
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/cqrs-ledger/ledger/internal/codec"
+	"github.com/cqrs-ledger/ledger/internal/config"
+	"github.com/cqrs-ledger/ledger/internal/kafkax"
+	"github.com/cqrs-ledger/ledger/internal/projection"
+	"github.com/cqrs-ledger/ledger/topology"
+)
+
+// ResultSink applies command outcomes (the command-results topic). Like
+// projection.Sink: it returns when the batch is durable, must be idempotent
+// per command id, and an error means nothing may be assumed applied.
+type ResultSink interface {
+	ApplyOutcomes(ctx context.Context, batch []projection.Outcome) error
+}
+
+// Config configures a projector. Zero values mean the documented defaults.
+type Config struct {
+	Kafka config.Kafka
+	// Group is the consumer group; default "<topic prefix>projector-<sink name>".
+	Group string
+	// Sink receives the events. Required.
+	Sink projection.Sink
+	// Results, when set, also receives the command-results topic (same group).
+	Results ResultSink
+	// MaxBatch is the most records applied in one batch. Default 1000.
+	MaxBatch int
+	// MaxDelay is how long a batch waits to fill up before it is applied. Default 200ms.
+	MaxDelay time.Duration
+	// MinBackoff and MaxBackoff bound the exponential backoff between retries
+	// of a failed batch. Defaults 100ms and 5s.
+	MinBackoff, MaxBackoff time.Duration
+	// Log receives the projector's logs. Default slog.Default().
+	Log *slog.Logger
+	// Registerer receives the metrics; nil registers nowhere.
+	Registerer prometheus.Registerer
+}
+
+func (c *Config) defaults() {
+	if c.MaxBatch <= 0 {
+		c.MaxBatch = 1000
+	}
+	if c.MaxDelay <= 0 {
+		c.MaxDelay = 200 * time.Millisecond
+	}
+	if c.MinBackoff <= 0 {
+		c.MinBackoff = 100 * time.Millisecond
+	}
+	if c.MaxBackoff <= 0 {
+		c.MaxBackoff = 5 * time.Second
+	}
+	if c.MaxBackoff < c.MinBackoff {
+		c.MaxBackoff = c.MinBackoff
+	}
+	if c.Log == nil {
+		c.Log = slog.Default()
+	}
+	if c.Group == "" && c.Sink != nil {
+		c.Group = DefaultGroup(c.Kafka.TopicPrefix, c.Sink.Name())
+	}
+}
+
+// DefaultGroup is the consumer group of a sink: "<prefix>projector-<sink name>",
+// e.g. ledger.projector-redis.
+func DefaultGroup(topicPrefix, sinkName string) string {
+	return topicPrefix + "projector-" + sinkName
+}
+
+// Validate reports every problem of the configuration.
+func (c Config) Validate() error {
+	var errs []error
+	if c.Sink == nil {
+		errs = append(errs, errors.New("projector: no sink"))
+	}
+	if err := c.Kafka.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// item is one fetched record, decoded once.
+type item struct {
+	rec     *kgo.Record
+	event   *projection.Event   // nil: not for the sink (control record, skipped)
+	outcome *projection.Outcome // nil: not for the result sink
+}
+
+type tp struct {
+	topic     string
+	partition int32
+}
+
+// Projector is one member of a projector group. Run drives it; Ready may be
+// called from any goroutine.
+type Projector struct {
+	cfg          Config
+	cl           *kgo.Client
+	eventsTopic  string
+	resultsTopic string
+	m            *metrics
+
+	// owned by the Run goroutine
+	pending  []item
+	first    time.Time // when the first pending record arrived
+	failures int       // consecutive failed applies of the pending batch
+	next     map[tp]int64
+	hw       map[tp]int64
+
+	mu      sync.Mutex // guards revoked and failing
+	revoked map[tp]bool
+	failing error
+}
+
+// New connects a projector; Run starts consuming.
+func New(cfg Config) (*Projector, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg.defaults()
+	names := topology.NamesFor(cfg.Kafka.TopicPrefix)
+	m, err := newMetrics(cfg.Registerer, cfg.Sink.Name())
+	if err != nil {
+		return nil, err
+	}
+	p := &Projector{
+		cfg: cfg, eventsTopic: names.Events, resultsTopic: names.Results,
+		m:       m,
+		next:    map[tp]int64{},
+		hw:      map[tp]int64{},
+		revoked: map[tp]bool{},
+	}
+	topics := []string{names.Events}
+	if cfg.Results != nil {
+		topics = append(topics, names.Results)
+	}
+	cl, err := kafkax.NewClient(cfg.Kafka,
+		kgo.ConsumerGroup(cfg.Group),
+		kgo.ConsumeTopics(topics...),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.DisableAutoCommit(),
+		kgo.BlockRebalanceOnPoll(),
+		// Transaction markers come through so their offsets are committed too;
+		// otherwise the committed offset stops before the last marker and the
+		// lag never reaches zero.
+		kgo.KeepControlRecords(),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.OnPartitionsAssigned(p.assigned),
+		kgo.OnPartitionsRevoked(p.revoke),
+		kgo.OnPartitionsLost(p.revoke),
+	)
+	if err != nil {
+		return nil, err
+	}
+	p.cl = cl
+	return p, nil
+}
+
+// Run creates a projector from cfg and runs it until ctx ends.
+func Run(ctx context.Context, cfg Config) error {
+	p, err := New(cfg)
+	if err != nil {
+		return err
+	}
+	return p.Run(ctx)
+}
+
+// Group is the consumer group the projector is a member of.
+func (p *Projector) Group() string { return p.cfg.Group }
+
+// Ready fails while the sink is failing (the last apply of the pending batch
+// returned an error) or does not answer a ping.
+func (p *Projector) Ready(ctx context.Context) error {
+	p.mu.Lock()
+	err := p.failing
+	p.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("projector %s: sink failing: %w", p.cfg.Group, err)
+	}
+	if err := p.cfg.Sink.Ping(ctx); err != nil {
+		return fmt.Errorf("projector %s: sink %s: %w", p.cfg.Group, p.cfg.Sink.Name(), err)
+	}
+	return nil
+}
+
+// Run consumes until ctx ends, then leaves the group and closes the client;
+// call it once. Only a closed client ends it early with an error. Whatever
+// was not applied and committed is fetched again by the next owner of its
+// partition.
+func (p *Projector) Run(ctx context.Context) error {
+	defer p.cl.Close()
+	defer p.cl.AllowRebalance()
+	log := p.cfg.Log.With("group", p.cfg.Group, "sink", p.cfg.Sink.Name())
+	log.Info("projector started", "events", p.eventsTopic, "results", p.cfg.Results != nil)
+	for {
+		if ctx.Err() != nil {
+			log.Info("projector stopping", "uncommitted", len(p.pending))
+			return nil
+		}
+		p.prune()
+		if !p.due() {
+			if err := p.poll(ctx, log); err != nil {
+				return err
+			}
+			p.cl.AllowRebalance()
+			continue
+		}
+		err := p.flush(ctx, log)
+		// Between attempts a rebalance may proceed; revoke drops what it takes away.
+		p.cl.AllowRebalance()
+		if err == nil {
+			continue
+		}
+		if ctx.Err() != nil {
+			continue
+		}
+		wait := p.backoff()
+		log.Warn("apply failed, retrying the same batch", "err", err, "records", len(p.pending), "attempt", p.failures, "backoff", wait)
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+		case <-t.C:
+			p.m.retries.Inc()
+		}
+		t.Stop()
+	}
+}
+
+func (p *Projector) backoff() time.Duration {
+	d := p.cfg.MinBackoff
+	for i := 1; i < p.failures && d < p.cfg.MaxBackoff; i++ {
+		d *= 2
+	}
+	return min(d, p.cfg.MaxBackoff)
+}
+
+// due reports whether the pending batch should be applied now: it is full,
+// has waited MaxDelay, or is being retried.
+func (p *Projector) due() bool {
+	if len(p.pending) == 0 {
+		return false
+	}
+	return len(p.pending) >= p.cfg.MaxBatch || p.failures > 0 || time.Since(p.first) >= p.cfg.MaxDelay
+}
+
+func (p *Projector) poll(ctx context.Context, log *slog.Logger) error {
+	pctx := ctx
+	if len(p.pending) > 0 {
+		var cancel context.CancelFunc
+		pctx, cancel = context.WithTimeout(ctx, p.cfg.MaxDelay-time.Since(p.first))
+		defer cancel()
+	}
+	fs := p.cl.PollRecords(pctx, p.cfg.MaxBatch-len(p.pending))
+	if fs.IsClientClosed() {
+		return kgo.ErrClientClosed
+	}
+	fs.EachError(func(topic string, part int32, err error) {
+		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+			return
+		}
+		log.Warn("fetch error", "topic", topic, "partition", part, "err", err)
+	})
+	fs.EachPartition(func(fp kgo.FetchTopicPartition) {
+		k := tp{fp.Topic, fp.Partition}
+		if len(fp.Records) > 0 {
+			if _, ok := p.next[k]; !ok {
+				p.next[k] = fp.Records[0].Offset
+			}
+		}
+		if fp.HighWatermark > 0 {
+			p.hw[k] = fp.HighWatermark
+		}
+		p.updateLag(k)
+	})
+	fs.EachRecord(func(r *kgo.Record) {
+		if len(p.pending) == 0 {
+			p.first = time.Now()
+		}
+		p.pending = append(p.pending, p.decode(r, log))
+	})
+	return nil
+}
+
+func (p *Projector) decode(r *kgo.Record, log *slog.Logger) item {
+	it := item{rec: r}
+	if r.Attrs.IsControl() {
+		return it
+	}
+	var err error
+	switch r.Topic {
+	case p.eventsTopic:
+		var e projection.Event
+		if e, err = projection.FromRecord(r); err == nil {
+			it.event = &e
+		}
+	case p.resultsTopic:
+		var o projection.Outcome
+		if o, err = projection.OutcomeFromRecord(r); err == nil {
+			it.outcome = &o
+		}
+	}
+	if err != nil {
+		reason := "malformed"
+		switch {
+		case errors.Is(err, projection.ErrTombstone):
+			reason = "tombstone"
+		case errors.Is(err, projection.ErrUnknownEvent):
+			reason = "unknown_type"
+		case errors.Is(err, codec.ErrUnknownSchema):
+			reason = "unknown_schema"
+		}
+		p.m.skipped.WithLabelValues(reason).Inc()
+		if reason != "tombstone" {
+			log.Error("skipping record", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "reason", reason, "err", err)
+		}
+	}
+	return it
+}
+
+// flush applies the pending batch and, once the sinks report it durable,
+// commits its offsets synchronously.
+func (p *Projector) flush(ctx context.Context, log *slog.Logger) error {
+	var events []projection.Event
+	var outcomes []projection.Outcome
+	for _, it := range p.pending {
+		if it.event != nil {
+			events = append(events, *it.event)
+		}
+		if it.outcome != nil {
+			outcomes = append(outcomes, *it.outcome)
+		}
+	}
+	err := func() error {
+		if len(events) > 0 {
+			if err := p.cfg.Sink.Apply(ctx, events); err != nil {
+				return fmt.Errorf("sink %s: apply %d events: %w", p.cfg.Sink.Name(), len(events), err)
+			}
+		}
+		if len(outcomes) > 0 && p.cfg.Results != nil {
+			if err := p.cfg.Results.ApplyOutcomes(ctx, outcomes); err != nil {
+				return fmt.Errorf("apply %d command outcomes: %w", len(outcomes), err)
+			}
+		}
+		return nil
+	}()
+	if err != nil {
+		p.failures++
+		p.m.applyErrors.Inc()
+		p.setFailing(err)
+		return err
+	}
+	p.setFailing(nil)
+	p.failures = 0
+	p.m.batches.Inc()
+	p.m.events.Add(float64(len(events)))
+	p.m.outcomes.Add(float64(len(outcomes)))
+
+	// The batch is applied: a failed commit only means it is delivered again
+	// later, which the sinks ignore by version. A shutdown must not cut the
+	// commit short, hence WithoutCancel.
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	p.prune() // never commit for partitions revoked meanwhile
+	var commit []*kgo.Record
+	for _, it := range p.pending {
+		commit = append(commit, it.rec)
+	}
+	if err := p.cl.CommitRecords(cctx, commit...); err != nil {
+		p.m.commitErrors.Inc()
+		log.Warn("commit failed; the batch will be delivered again", "err", err, "records", len(commit))
+	} else {
+		for _, r := range commit {
+			k := tp{r.Topic, r.Partition}
+			if r.Offset+1 > p.next[k] {
+				p.next[k] = r.Offset + 1
+			}
+		}
+		for k := range p.next {
+			p.updateLag(k)
+		}
+	}
+	clear(p.pending)
+	p.pending = p.pending[:0]
+	return nil
+}
+
+func (p *Projector) setFailing(err error) {
+	p.mu.Lock()
+	p.failing = err
+	p.mu.Unlock()
+}
+
+func (p *Projector) updateLag(k tp) {
+	hw, ok := p.hw[k]
+	if !ok {
+		return
+	}
+	next, ok := p.next[k]
+	if !ok {
+		return
+	}
+	p.m.lag.WithLabelValues(k.topic, strconv.Itoa(int(k.partition))).Set(float64(max(hw-next, 0)))
+}
+
+// prune drops pending records of partitions revoked or lost since the last
+// call: they are not ours to apply or commit any more.
+func (p *Projector) prune() {
+	p.mu.Lock()
+	if len(p.revoked) == 0 {
+		p.mu.Unlock()
+		return
+	}
+	revoked := p.revoked
+	p.revoked = map[tp]bool{}
+	p.mu.Unlock()
+	kept := p.pending[:0]
+	for _, it := range p.pending {
+		if !revoked[tp{it.rec.Topic, it.rec.Partition}] {
+			kept = append(kept, it)
+		}
+	}
+	clear(p.pending[len(kept):])
+	p.pending = kept
+	for k := range revoked {
+		delete(p.next, k)
+		delete(p.hw, k)
+		p.m.lag.DeleteLabelValues(k.topic, strconv.Itoa(int(k.partition)))
+	}
+	if len(p.pending) == 0 {
+		// Nothing left to retry: readiness is decided by the next apply.
+		p.failures = 0
+		p.setFailing(nil)
+	}
+}
+
+// revoke runs in the client's group goroutine; it only records what was
+// taken away, the Run goroutine drops it (prune) before applying or committing.
+func (p *Projector) revoke(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for t, parts := range lost {
+		for _, part := range parts {
+			p.revoked[tp{t, part}] = true
+		}
+	}
+	if len(lost) > 0 {
+		p.cfg.Log.Info("partitions revoked", "group", p.cfg.Group, "partitions", lost)
+	}
+}
+
+// assigned forgets a revocation of a partition assigned again before prune
+// saw it: records fetched under the new assignment must not be dropped
+// (that would skip them); old ones still pending are applied again, which
+// the sinks ignore by version.
+func (p *Projector) assigned(_ context.Context, _ *kgo.Client, got map[string][]int32) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for t, parts := range got {
+		for _, part := range parts {
+			delete(p.revoked, tp{t, part})
+		}
+	}
+	if len(got) > 0 {
+		p.cfg.Log.Info("partitions assigned", "group", p.cfg.Group, "partitions", got)
+	}
+}

@@ -1,0 +1,313 @@
+package chsink
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"time"
+)
+
+// ErrInvalidArgument marks a reader call with a bad argument (limit, cursor,
+// metric, interval, …); the query API answers it with 400.
+var ErrInvalidArgument = errors.New("invalid argument")
+
+func invalid(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrInvalidArgument, fmt.Sprintf(format, args...))
+}
+
+// MaxLimit caps the page size of History and TopAccounts.
+const MaxLimit = 1000
+
+// EventRow is one event of an account's history.
+type EventRow struct {
+	EventID       string    `json:"event_id"`
+	AccountID     string    `json:"account_id"`
+	Version       int64     `json:"version"`
+	Type          string    `json:"type"` // short name: FundsDeposited, …
+	CommandID     string    `json:"command_id"`
+	CorrelationID string    `json:"correlation_id"`
+	CausationID   string    `json:"causation_id"`
+	OccurredAt    time.Time `json:"occurred_at"`
+	Currency      string    `json:"currency,omitempty"`
+	Amount        int64     `json:"amount"` // signed: + money in, − money out
+	BalanceAfter  int64     `json:"balance_after"`
+	TransferID    string    `json:"transfer_id,omitempty"`
+	Counterparty  string    `json:"counterparty,omitempty"`
+	Reference     string    `json:"reference,omitempty"`
+	Reason        string    `json:"reason,omitempty"`
+}
+
+// span is a period [from, to) as query arguments: epoch milliseconds for
+// the exact bound and whole seconds (covering it) for occurred_at, which
+// lets ClickHouse skip month partitions. A zero time is unbounded.
+type span struct {
+	loMs, hiMs   int64
+	loSec, hiSec int64
+}
+
+func spanOf(from, to time.Time) span {
+	s := span{loMs: -1 << 62, hiMs: 1 << 62, loSec: 0, hiSec: math.MaxUint32}
+	if !from.IsZero() {
+		s.loMs = from.UnixMilli()
+		s.loSec = min(max(from.Unix(), 0), math.MaxUint32)
+	}
+	if !to.IsZero() {
+		s.hiMs = to.UnixMilli()
+		s.hiSec = min(max(to.Unix(), 0), math.MaxUint32)
+	}
+	return s
+}
+
+// where is the condition that matches span s; args go with it in this order.
+const spanWhere = "occurred_at >= toDateTime(?) AND occurred_at <= toDateTime(?) AND occurred_at_ms >= ? AND occurred_at_ms < ?"
+
+func (s span) args() []any { return []any{s.loSec, s.hiSec, s.loMs, s.hiMs} }
+
+// History returns the account's events with from ≤ occurred_at < to (zero
+// times are unbounded) in version order, at most limit (1..MaxLimit; 0 means
+// 100) after cursor. next is the cursor of the following page, "" after the
+// last one. Pages are keyed by version, so paging while events arrive
+// neither repeats nor skips an event.
+func (v *View) History(ctx context.Context, accountID string, from, to time.Time, cursor string, limit int) ([]EventRow, string, error) {
+	if limit == 0 {
+		limit = 100
+	}
+	if limit < 0 || limit > MaxLimit {
+		return nil, "", invalid("limit %d: want 1..%d", limit, MaxLimit)
+	}
+	var after uint64
+	if cursor != "" {
+		n, err := strconv.ParseUint(cursor, 10, 63)
+		if err != nil {
+			return nil, "", invalid("cursor %q", cursor)
+		}
+		after = n
+	}
+	sp := spanOf(from, to)
+	q := `SELECT event_id, aggregate_id, version, type, command_id, correlation_id, causation_id, occurred_at_ms,
+    currency, amount, balance_after, transfer_id, counterparty, reference, reason
+FROM ` + v.d.q(v.t.events) + ` FINAL
+WHERE aggregate_id = ? AND version > ? AND ` + spanWhere + `
+ORDER BY version
+LIMIT ?`
+	args := append(append([]any{accountID, after}, sp.args()...), limit+1)
+	rs, err := v.conn.Query(ctx, q, args...)
+	if err != nil {
+		return nil, "", fmt.Errorf("clickhouse: history: %w", err)
+	}
+	defer rs.Close()
+	var out []EventRow
+	for rs.Next() {
+		var r EventRow
+		var ver uint64
+		var ms int64
+		if err := rs.Scan(&r.EventID, &r.AccountID, &ver, &r.Type, &r.CommandID, &r.CorrelationID, &r.CausationID, &ms,
+			&r.Currency, &r.Amount, &r.BalanceAfter, &r.TransferID, &r.Counterparty, &r.Reference, &r.Reason); err != nil {
+			return nil, "", fmt.Errorf("clickhouse: history: %w", err)
+		}
+		r.Version = int64(ver)
+		r.OccurredAt = time.UnixMilli(ms).UTC()
+		out = append(out, r)
+	}
+	if err := rs.Err(); err != nil {
+		return nil, "", fmt.Errorf("clickhouse: history: %w", err)
+	}
+	next := ""
+	if len(out) > limit {
+		out = out[:limit]
+		next = strconv.FormatInt(out[limit-1].Version, 10)
+	}
+	return out, next, nil
+}
+
+// BalanceAt returns the account's balance and version after the last event
+// that occurred at or before ts; ok is false if there is none. It uses
+// argMax over version, which is exact without FINAL because duplicate rows
+// of one (aggregate_id, version) are identical.
+func (v *View) BalanceAt(ctx context.Context, accountID string, ts time.Time) (balance, version int64, ok bool, err error) {
+	q := "SELECT argMax(balance_after, version), max(version) FROM " + v.d.q(v.t.events) +
+		" WHERE aggregate_id = ? AND occurred_at <= toDateTime(?) AND occurred_at_ms <= ?"
+	var ver uint64
+	sec := min(max(ts.Unix(), 0), math.MaxUint32)
+	if err := v.conn.QueryRow(ctx, q, accountID, sec, ts.UnixMilli()).Scan(&balance, &ver); err != nil {
+		return 0, 0, false, fmt.Errorf("clickhouse: balance at: %w", err)
+	}
+	if ver == 0 {
+		return 0, 0, false, nil
+	}
+	return balance, int64(ver), true, nil
+}
+
+// CurrencySummary is the money movement of one currency in a period.
+// Amounts are positive sums in minor units.
+type CurrencySummary struct {
+	Currency          string `json:"currency"`
+	Deposits          int64  `json:"deposits"`
+	Withdrawals       int64  `json:"withdrawals"`
+	Transfers         int64  `json:"transfers"` // debited (sent) volume
+	TransfersCredited int64  `json:"transfers_credited"`
+	TransfersRefunded int64  `json:"transfers_refunded"`
+	DepositCount      int64  `json:"deposit_count"`
+	WithdrawalCount   int64  `json:"withdrawal_count"`
+	TransferCount     int64  `json:"transfer_count"`
+	CreditedCount     int64  `json:"credited_count"`
+	RefundedCount     int64  `json:"refunded_count"`
+	Events            int64  `json:"events"` // every event of the currency, opened and closed included
+}
+
+// Summary returns per-currency totals of the events with from ≤ occurred_at
+// < to (zero times are unbounded), sorted by currency. It reads
+// ledger_events FINAL, so it is exact even while duplicates await a merge.
+func (v *View) Summary(ctx context.Context, from, to time.Time) ([]CurrencySummary, error) {
+	q := `SELECT currency,
+    sumIf(amount, type = 'FundsDeposited'), -sumIf(amount, type = 'FundsWithdrawn'), -sumIf(amount, type = 'TransferDebited'),
+    sumIf(amount, type = 'TransferCredited'), sumIf(amount, type = 'TransferRefunded'),
+    countIf(type = 'FundsDeposited'), countIf(type = 'FundsWithdrawn'), countIf(type = 'TransferDebited'),
+    countIf(type = 'TransferCredited'), countIf(type = 'TransferRefunded'), count()
+FROM ` + v.d.q(v.t.events) + ` FINAL
+WHERE ` + spanWhere + ` AND currency != ''
+GROUP BY currency
+ORDER BY currency`
+	rs, err := v.conn.Query(ctx, q, spanOf(from, to).args()...)
+	if err != nil {
+		return nil, fmt.Errorf("clickhouse: summary: %w", err)
+	}
+	defer rs.Close()
+	var out []CurrencySummary
+	for rs.Next() {
+		var s CurrencySummary
+		var c [6]uint64
+		if err := rs.Scan(&s.Currency, &s.Deposits, &s.Withdrawals, &s.Transfers, &s.TransfersCredited, &s.TransfersRefunded,
+			&c[0], &c[1], &c[2], &c[3], &c[4], &c[5]); err != nil {
+			return nil, fmt.Errorf("clickhouse: summary: %w", err)
+		}
+		s.DepositCount, s.WithdrawalCount, s.TransferCount = int64(c[0]), int64(c[1]), int64(c[2])
+		s.CreditedCount, s.RefundedCount, s.Events = int64(c[3]), int64(c[4]), int64(c[5])
+		out = append(out, s)
+	}
+	if err := rs.Err(); err != nil {
+		return nil, fmt.Errorf("clickhouse: summary: %w", err)
+	}
+	return out, nil
+}
+
+// Point is one bucket of a time series.
+type Point struct {
+	Time  time.Time `json:"time"`
+	Value int64     `json:"value"`
+}
+
+// metricExpr maps a metric name to its aggregate over volume_hourly. The
+// SQL comes from this table, never from the caller.
+var metricExpr = map[string]string{
+	"deposits":           "sumIf(volume, type = 'FundsDeposited')",
+	"withdrawals":        "sumIf(volume, type = 'FundsWithdrawn')",
+	"transfers":          "sumIf(volume, type = 'TransferDebited')",
+	"transfers_credited": "sumIf(volume, type = 'TransferCredited')",
+	"transfers_refunded": "sumIf(volume, type = 'TransferRefunded')",
+	"net":                "sum(net)",
+	"deposit_count":      "toInt64(sumIf(events, type = 'FundsDeposited'))",
+	"withdrawal_count":   "toInt64(sumIf(events, type = 'FundsWithdrawn'))",
+	"transfer_count":     "toInt64(sumIf(events, type = 'TransferDebited'))",
+	"events":             "toInt64(sum(events))",
+}
+
+// Metrics lists the metric names TimeSeries accepts.
+func Metrics() []string {
+	return []string{"deposits", "withdrawals", "transfers", "transfers_credited", "transfers_refunded", "net",
+		"deposit_count", "withdrawal_count", "transfer_count", "events"}
+}
+
+// TimeSeries returns metric (see Metrics) for currency in buckets of
+// interval (a whole number of hours, aligned to the Unix epoch, so days
+// start at 00:00 UTC) with from ≤ bucket < to, from the hourly volume
+// table. from is rounded down to its hour. Buckets without money movement
+// are absent. Money metrics need a currency; counts accept "" for all.
+func (v *View) TimeSeries(ctx context.Context, metric string, interval time.Duration, from, to time.Time, currency string) ([]Point, error) {
+	expr, ok := metricExpr[metric]
+	if !ok {
+		return nil, invalid("metric %q: want one of %v", metric, Metrics())
+	}
+	if interval < time.Hour || interval%time.Hour != 0 {
+		return nil, invalid("interval %s: want a whole number of hours", interval)
+	}
+	if from.IsZero() || to.IsZero() || !from.Before(to) {
+		return nil, invalid("want from < to")
+	}
+	isCount := metric == "events" || metric == "deposit_count" || metric == "withdrawal_count" || metric == "transfer_count"
+	if currency == "" && !isCount {
+		return nil, invalid("metric %q needs a currency", metric)
+	}
+	sec := int64(interval / time.Second)
+	q := `SELECT toInt64(intDiv(toUInt32(hour), ?) * ?) AS bucket, ` + expr + ` AS value
+FROM ` + v.d.q(v.t.volume) + `
+WHERE hour >= toDateTime(?) AND hour < toDateTime(?) AND (? = '' OR currency = ?)
+GROUP BY bucket
+ORDER BY bucket`
+	rs, err := v.conn.Query(ctx, q, sec, sec, from.Unix()/3600*3600, to.Unix(), currency, currency)
+	if err != nil {
+		return nil, fmt.Errorf("clickhouse: time series: %w", err)
+	}
+	defer rs.Close()
+	var out []Point
+	for rs.Next() {
+		var bucket int64
+		var p Point
+		if err := rs.Scan(&bucket, &p.Value); err != nil {
+			return nil, fmt.Errorf("clickhouse: time series: %w", err)
+		}
+		p.Time = time.Unix(bucket, 0).UTC()
+		out = append(out, p)
+	}
+	if err := rs.Err(); err != nil {
+		return nil, fmt.Errorf("clickhouse: time series: %w", err)
+	}
+	return out, nil
+}
+
+// AccountRank is one account of a top list.
+type AccountRank struct {
+	AccountID string `json:"account_id"`
+	Currency  string `json:"currency"`
+	Value     int64  `json:"value"`
+}
+
+// TopAccounts returns up to limit (1..MaxLimit) accounts with the highest
+// balance (open accounts, from account_balances FINAL) or volume (sum of
+// |amount| over ledger_events FINAL), ties broken by account id. Values of
+// different currencies are compared as numbers of minor units.
+func (v *View) TopAccounts(ctx context.Context, by string, limit int) ([]AccountRank, error) {
+	if limit < 1 || limit > MaxLimit {
+		return nil, invalid("limit %d: want 1..%d", limit, MaxLimit)
+	}
+	var q string
+	switch by {
+	case "balance":
+		q = "SELECT account_id, currency, balance AS value FROM " + v.d.q(v.t.balances) +
+			" FINAL WHERE status = 'open' ORDER BY value DESC, account_id LIMIT ?"
+	case "volume":
+		q = "SELECT aggregate_id, any(currency), toInt64(sum(abs(amount))) AS value FROM " + v.d.q(v.t.events) +
+			" FINAL WHERE amount != 0 GROUP BY aggregate_id ORDER BY value DESC, aggregate_id LIMIT ?"
+	default:
+		return nil, invalid("by %q: want balance or volume", by)
+	}
+	rs, err := v.conn.Query(ctx, q, limit)
+	if err != nil {
+		return nil, fmt.Errorf("clickhouse: top accounts: %w", err)
+	}
+	defer rs.Close()
+	var out []AccountRank
+	for rs.Next() {
+		var r AccountRank
+		if err := rs.Scan(&r.AccountID, &r.Currency, &r.Value); err != nil {
+			return nil, fmt.Errorf("clickhouse: top accounts: %w", err)
+		}
+		out = append(out, r)
+	}
+	if err := rs.Err(); err != nil {
+		return nil, fmt.Errorf("clickhouse: top accounts: %w", err)
+	}
+	return out, nil
+}

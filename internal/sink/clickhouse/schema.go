@@ -1,0 +1,347 @@
+package chsink
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+)
+
+// Base table names of the live generation. Generation N > 0 appends "_gN".
+const (
+	EventsTable   = "ledger_events"
+	BalancesTable = "account_balances"
+	VolumeTable   = "volume_hourly"
+	VolumeView    = "volume_hourly_mv"
+)
+
+// DefaultZKPath is the ZooKeeper path template of the Replicated engines in
+// cluster mode. {db} and {table} are filled in here (ClickHouse 18.16 does
+// not expand {database}/{table} macros); {shard} and {replica} are the
+// server's own macros.
+const DefaultZKPath = "/clickhouse/tables/{shard}/{db}/{table}"
+
+// Options says where the ClickHouse views live and how they are written.
+// The zero value (plus a database) is a single server, live generation.
+type Options struct {
+	// Database qualifies every table name; empty means the connection's
+	// default database.
+	Database string
+	// Generation 0 is the live tables (ledger_events, …); a rebuild writes
+	// generation N > 0 (ledger_events_gN, …) and Swap promotes it.
+	Generation int
+	// BatchRows caps the rows of one INSERT; default 10000.
+	BatchRows int
+	// Cluster, when set, makes every DDL statement ON CLUSTER and every
+	// engine Replicated.
+	Cluster string
+	// ZKPath is the Replicated engines' path template; default DefaultZKPath.
+	ZKPath string
+	// CacheSize bounds the in-process cache of account states and written
+	// versions; it is emptied when it grows past this. Default 100000.
+	CacheSize int
+}
+
+var identRE = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_]*$`)
+
+// Validate reports every problem with o.
+func (o Options) Validate() error {
+	var errs []error
+	if o.Database != "" && !identRE.MatchString(o.Database) {
+		errs = append(errs, fmt.Errorf("clickhouse database %q: want an identifier", o.Database))
+	}
+	if o.Cluster != "" && !identRE.MatchString(o.Cluster) {
+		errs = append(errs, fmt.Errorf("clickhouse cluster %q: want an identifier", o.Cluster))
+	}
+	if o.Generation < 0 {
+		errs = append(errs, fmt.Errorf("generation %d: must be ≥ 0", o.Generation))
+	}
+	if o.BatchRows < 0 {
+		errs = append(errs, fmt.Errorf("batch rows %d: must be ≥ 0", o.BatchRows))
+	}
+	if strings.ContainsAny(o.ZKPath, "'\\") {
+		errs = append(errs, fmt.Errorf("zk path %q: must not contain quotes or backslashes", o.ZKPath))
+	}
+	return errors.Join(errs...)
+}
+
+func (o Options) withDefaults() Options {
+	if o.BatchRows == 0 {
+		o.BatchRows = 10000
+	}
+	if o.ZKPath == "" {
+		o.ZKPath = DefaultZKPath
+	}
+	if o.CacheSize == 0 {
+		o.CacheSize = 100000
+	}
+	return o
+}
+
+// tables are the (unqualified) names of one generation.
+type tables struct {
+	events, balances, volume, volumeMV string
+}
+
+func tablesOf(gen int) tables {
+	sfx := ""
+	if gen > 0 {
+		sfx = "_g" + strconv.Itoa(gen)
+	}
+	return tables{EventsTable + sfx, BalancesTable + sfx, VolumeTable + sfx, VolumeView + sfx}
+}
+
+// TableNames returns the events, balances and hourly-volume table names of
+// generation gen, unqualified.
+func TableNames(gen int) (events, balances, volume string) {
+	t := tablesOf(gen)
+	return t.events, t.balances, t.volume
+}
+
+// ddl builds statements for one set of options; every identifier in it comes
+// from validated options or constants.
+type ddl struct{ o Options }
+
+func (d ddl) q(name string) string {
+	if d.o.Database == "" {
+		return name
+	}
+	return d.o.Database + "." + name
+}
+
+func (d ddl) onCluster() string {
+	if d.o.Cluster == "" {
+		return ""
+	}
+	return " ON CLUSTER " + d.o.Cluster
+}
+
+// engine returns the ENGINE clause; kind is e.g. "ReplacingMergeTree" and
+// args its arguments ("version").
+func (d ddl) engine(kind, args, table string) string {
+	if d.o.Cluster == "" {
+		return kind + "(" + args + ")"
+	}
+	db := d.o.Database
+	if db == "" {
+		db = "default"
+	}
+	path := strings.NewReplacer("{db}", db, "{table}", table).Replace(d.o.ZKPath)
+	a := "'" + path + "', '{replica}'"
+	if args != "" {
+		a += ", " + args
+	}
+	return "Replicated" + kind + "(" + a + ")"
+}
+
+// eventColumns are ledger_events' columns in INSERT order.
+var eventColumns = []string{
+	"event_id", "aggregate_id", "version", "type", "command_id", "correlation_id", "causation_id",
+	"occurred_at", "occurred_at_ms", "currency", "amount", "balance_after", "transfer_id",
+	"counterparty", "owner", "overdraft_limit", "reference", "reason", "kafka_partition", "kafka_offset",
+}
+
+var balanceColumns = []string{
+	"account_id", "owner", "currency", "balance", "overdraft_limit", "status", "version", "updated_at", "updated_at_ms",
+}
+
+// Schema returns the DDL of the generation in o, in the order it must run.
+// Every statement is idempotent (IF NOT EXISTS).
+//
+// The hourly volume is a SummingMergeTree fed by a materialized view over
+// ledger_events. A plain summing view counts every inserted row, so a
+// redelivered event inserted twice before a merge would be counted twice:
+// ReplacingMergeTree deduplicates ledger_events only at merge (or FINAL)
+// time, and the view never sees that. This package keeps it exact by never
+// inserting an event into ledger_events that is already there: View.Apply
+// checks which (aggregate_id, version) pairs exist before inserting (see
+// View). Summary reads ledger_events FINAL and is exact regardless; the
+// hourly table is the cheap source for dashboards and time series.
+func Schema(o Options) []string {
+	o = o.withDefaults()
+	d := ddl{o}
+	t := tablesOf(o.Generation)
+	on := d.onCluster()
+	return []string{
+		"CREATE TABLE IF NOT EXISTS " + d.q(t.events) + on + ` (
+    event_id String,
+    aggregate_id String,
+    version UInt64,
+    type String,
+    command_id String,
+    correlation_id String,
+    causation_id String,
+    occurred_at DateTime('UTC'),
+    occurred_at_ms Int64,
+    currency String,
+    amount Int64,
+    balance_after Int64,
+    transfer_id String,
+    counterparty String,
+    owner String,
+    overdraft_limit Int64,
+    reference String,
+    reason String,
+    kafka_partition Int32,
+    kafka_offset Int64,
+    inserted_at DateTime('UTC') DEFAULT now()
+) ENGINE = ` + d.engine("ReplacingMergeTree", "version", t.events) + `
+PARTITION BY toYYYYMM(occurred_at)
+ORDER BY (aggregate_id, version)`,
+		"CREATE TABLE IF NOT EXISTS " + d.q(t.balances) + on + ` (
+    account_id String,
+    owner String,
+    currency String,
+    balance Int64,
+    overdraft_limit Int64,
+    status String,
+    version UInt64,
+    updated_at DateTime('UTC'),
+    updated_at_ms Int64
+) ENGINE = ` + d.engine("ReplacingMergeTree", "version", t.balances) + `
+ORDER BY account_id`,
+		"CREATE TABLE IF NOT EXISTS " + d.q(t.volume) + on + ` (
+    currency String,
+    hour DateTime('UTC'),
+    type String,
+    events UInt64,
+    volume Int64,
+    net Int64
+) ENGINE = ` + d.engine("SummingMergeTree", "(events, volume, net)", t.volume) + `
+PARTITION BY toYYYYMM(hour)
+ORDER BY (currency, hour, type)`,
+		d.volumeView(t),
+	}
+}
+
+func (d ddl) volumeView(t tables) string {
+	return "CREATE MATERIALIZED VIEW IF NOT EXISTS " + d.q(t.volumeMV) + d.onCluster() + " TO " + d.q(t.volume) + ` AS
+SELECT currency, toStartOfHour(occurred_at) AS hour, type,
+    count() AS events, toInt64(sum(abs(amount))) AS volume, sum(amount) AS net
+FROM ` + d.q(t.events) + `
+WHERE amount != 0
+GROUP BY currency, hour, type`
+}
+
+// Migrate creates the tables of the generation in o if they do not exist.
+// Running it again changes nothing.
+func Migrate(ctx context.Context, conn driver.Conn, o Options) error {
+	if err := o.Validate(); err != nil {
+		return err
+	}
+	for _, q := range Schema(o) {
+		if err := conn.Exec(ctx, q); err != nil {
+			return fmt.Errorf("clickhouse migrate: %s: %w", firstLine(q), err)
+		}
+	}
+	return nil
+}
+
+func firstLine(s string) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i]
+	}
+	return s
+}
+
+// SwapStatements returns what Swap runs to promote generation gen to the
+// live names, given whether live tables exist. o.Generation is ignored.
+//
+// The hourly view is dropped and recreated around the RENAME because a
+// materialized view names its source table and older servers do not follow
+// a rename; events inserted into ledger_events in that short window are not
+// counted in volume_hourly (Summary, which reads ledger_events, is exact).
+func SwapStatements(o Options, gen int, liveExists bool) []string {
+	o = o.withDefaults()
+	o.Generation = 0
+	d := ddl{o}
+	on := d.onCluster()
+	live, next := tablesOf(0), tablesOf(gen)
+	pairs := [][2]string{{live.events, next.events}, {live.balances, next.balances}, {live.volume, next.volume}}
+	stmts := []string{
+		"DROP TABLE IF EXISTS " + d.q(live.volumeMV) + on,
+		"DROP TABLE IF EXISTS " + d.q(next.volumeMV) + on,
+	}
+	for _, p := range pairs {
+		stmts = append(stmts, "DROP TABLE IF EXISTS "+d.q(p[0]+"_old")+on)
+	}
+	var renames []string
+	for _, p := range pairs {
+		if liveExists {
+			renames = append(renames, d.q(p[0])+" TO "+d.q(p[0]+"_old"))
+		}
+		renames = append(renames, d.q(p[1])+" TO "+d.q(p[0]))
+	}
+	stmts = append(stmts, "RENAME TABLE "+strings.Join(renames, ", ")+on)
+	stmts = append(stmts, d.volumeView(live))
+	for _, p := range pairs {
+		stmts = append(stmts, "DROP TABLE IF EXISTS "+d.q(p[0]+"_old")+on)
+	}
+	return stmts
+}
+
+// Swap makes generation gen (> 0) the live tables with RENAME TABLE (what
+// ClickHouse 18.16 has; EXCHANGE TABLES is newer) and drops the previous
+// live tables. Readers and writers of generation 0 see the new tables from
+// the next query on; a View of generation 0 caches account states, so
+// create a new one after a swap.
+func Swap(ctx context.Context, conn driver.Conn, o Options, gen int) error {
+	if err := o.Validate(); err != nil {
+		return err
+	}
+	if gen <= 0 {
+		return fmt.Errorf("clickhouse swap: generation %d: must be > 0", gen)
+	}
+	live, next := tablesOf(0), tablesOf(gen)
+	have, err := existing(ctx, conn, o.Database, live.events, live.balances, live.volume, next.events, next.balances, next.volume)
+	if err != nil {
+		return fmt.Errorf("clickhouse swap: %w", err)
+	}
+	for _, n := range []string{next.events, next.balances, next.volume} {
+		if !have[n] {
+			return fmt.Errorf("clickhouse swap: table %s of generation %d does not exist", n, gen)
+		}
+	}
+	liveExists := have[live.events] && have[live.balances] && have[live.volume]
+	if !liveExists && (have[live.events] || have[live.balances] || have[live.volume]) {
+		return fmt.Errorf("clickhouse swap: live tables only partly exist; refusing to rename over them")
+	}
+	for _, q := range SwapStatements(o, gen, liveExists) {
+		if err := conn.Exec(ctx, q); err != nil {
+			return fmt.Errorf("clickhouse swap: %s: %w", firstLine(q), err)
+		}
+	}
+	return nil
+}
+
+// existing reports which of names exist in database db ("" = current).
+func existing(ctx context.Context, conn driver.Conn, db string, names ...string) (map[string]bool, error) {
+	set := make([]any, len(names))
+	for i, n := range names {
+		set[i] = n
+	}
+	q := "SELECT name FROM system.tables WHERE database = currentDatabase() AND name IN ?"
+	args := []any{groupSet(set)}
+	if db != "" {
+		q = "SELECT name FROM system.tables WHERE database = ? AND name IN ?"
+		args = append([]any{db}, args...)
+	}
+	rows, err := conn.Query(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	have := map[string]bool{}
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			return nil, err
+		}
+		have[n] = true
+	}
+	return have, rows.Err()
+}

@@ -1,0 +1,168 @@
+-- schema, generation 0
+CREATE TABLE IF NOT EXISTS ledger.ledger_events ON CLUSTER c1 (
+    event_id String,
+    aggregate_id String,
+    version UInt64,
+    type String,
+    command_id String,
+    correlation_id String,
+    causation_id String,
+    occurred_at DateTime('UTC'),
+    occurred_at_ms Int64,
+    currency String,
+    amount Int64,
+    balance_after Int64,
+    transfer_id String,
+    counterparty String,
+    owner String,
+    overdraft_limit Int64,
+    reference String,
+    reason String,
+    kafka_partition Int32,
+    kafka_offset Int64,
+    inserted_at DateTime('UTC') DEFAULT now()
+) ENGINE = ReplicatedReplacingMergeTree('/ch/{shard}/ledger/ledger_events', '{replica}', version)
+PARTITION BY toYYYYMM(occurred_at)
+ORDER BY (aggregate_id, version);
+
+CREATE TABLE IF NOT EXISTS ledger.account_balances ON CLUSTER c1 (
+    account_id String,
+    owner String,
+    currency String,
+    balance Int64,
+    overdraft_limit Int64,
+    status String,
+    version UInt64,
+    updated_at DateTime('UTC'),
+    updated_at_ms Int64
+) ENGINE = ReplicatedReplacingMergeTree('/ch/{shard}/ledger/account_balances', '{replica}', version)
+ORDER BY account_id;
+
+CREATE TABLE IF NOT EXISTS ledger.volume_hourly ON CLUSTER c1 (
+    currency String,
+    hour DateTime('UTC'),
+    type String,
+    events UInt64,
+    volume Int64,
+    net Int64
+) ENGINE = ReplicatedSummingMergeTree('/ch/{shard}/ledger/volume_hourly', '{replica}', (events, volume, net))
+PARTITION BY toYYYYMM(hour)
+ORDER BY (currency, hour, type);
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS ledger.volume_hourly_mv ON CLUSTER c1 TO ledger.volume_hourly AS
+SELECT currency, toStartOfHour(occurred_at) AS hour, type,
+    count() AS events, toInt64(sum(abs(amount))) AS volume, sum(amount) AS net
+FROM ledger.ledger_events
+WHERE amount != 0
+GROUP BY currency, hour, type;
+
+-- schema, generation 2
+CREATE TABLE IF NOT EXISTS ledger.ledger_events_g2 ON CLUSTER c1 (
+    event_id String,
+    aggregate_id String,
+    version UInt64,
+    type String,
+    command_id String,
+    correlation_id String,
+    causation_id String,
+    occurred_at DateTime('UTC'),
+    occurred_at_ms Int64,
+    currency String,
+    amount Int64,
+    balance_after Int64,
+    transfer_id String,
+    counterparty String,
+    owner String,
+    overdraft_limit Int64,
+    reference String,
+    reason String,
+    kafka_partition Int32,
+    kafka_offset Int64,
+    inserted_at DateTime('UTC') DEFAULT now()
+) ENGINE = ReplicatedReplacingMergeTree('/ch/{shard}/ledger/ledger_events_g2', '{replica}', version)
+PARTITION BY toYYYYMM(occurred_at)
+ORDER BY (aggregate_id, version);
+
+CREATE TABLE IF NOT EXISTS ledger.account_balances_g2 ON CLUSTER c1 (
+    account_id String,
+    owner String,
+    currency String,
+    balance Int64,
+    overdraft_limit Int64,
+    status String,
+    version UInt64,
+    updated_at DateTime('UTC'),
+    updated_at_ms Int64
+) ENGINE = ReplicatedReplacingMergeTree('/ch/{shard}/ledger/account_balances_g2', '{replica}', version)
+ORDER BY account_id;
+
+CREATE TABLE IF NOT EXISTS ledger.volume_hourly_g2 ON CLUSTER c1 (
+    currency String,
+    hour DateTime('UTC'),
+    type String,
+    events UInt64,
+    volume Int64,
+    net Int64
+) ENGINE = ReplicatedSummingMergeTree('/ch/{shard}/ledger/volume_hourly_g2', '{replica}', (events, volume, net))
+PARTITION BY toYYYYMM(hour)
+ORDER BY (currency, hour, type);
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS ledger.volume_hourly_mv_g2 ON CLUSTER c1 TO ledger.volume_hourly_g2 AS
+SELECT currency, toStartOfHour(occurred_at) AS hour, type,
+    count() AS events, toInt64(sum(abs(amount))) AS volume, sum(amount) AS net
+FROM ledger.ledger_events_g2
+WHERE amount != 0
+GROUP BY currency, hour, type;
+
+-- swap to generation 2, live tables exist
+DROP TABLE IF EXISTS ledger.volume_hourly_mv ON CLUSTER c1;
+
+DROP TABLE IF EXISTS ledger.volume_hourly_mv_g2 ON CLUSTER c1;
+
+DROP TABLE IF EXISTS ledger.ledger_events_old ON CLUSTER c1;
+
+DROP TABLE IF EXISTS ledger.account_balances_old ON CLUSTER c1;
+
+DROP TABLE IF EXISTS ledger.volume_hourly_old ON CLUSTER c1;
+
+RENAME TABLE ledger.ledger_events TO ledger.ledger_events_old, ledger.ledger_events_g2 TO ledger.ledger_events, ledger.account_balances TO ledger.account_balances_old, ledger.account_balances_g2 TO ledger.account_balances, ledger.volume_hourly TO ledger.volume_hourly_old, ledger.volume_hourly_g2 TO ledger.volume_hourly ON CLUSTER c1;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS ledger.volume_hourly_mv ON CLUSTER c1 TO ledger.volume_hourly AS
+SELECT currency, toStartOfHour(occurred_at) AS hour, type,
+    count() AS events, toInt64(sum(abs(amount))) AS volume, sum(amount) AS net
+FROM ledger.ledger_events
+WHERE amount != 0
+GROUP BY currency, hour, type;
+
+DROP TABLE IF EXISTS ledger.ledger_events_old ON CLUSTER c1;
+
+DROP TABLE IF EXISTS ledger.account_balances_old ON CLUSTER c1;
+
+DROP TABLE IF EXISTS ledger.volume_hourly_old ON CLUSTER c1;
+
+-- swap to generation 2, no live tables
+DROP TABLE IF EXISTS ledger.volume_hourly_mv ON CLUSTER c1;
+
+DROP TABLE IF EXISTS ledger.volume_hourly_mv_g2 ON CLUSTER c1;
+
+DROP TABLE IF EXISTS ledger.ledger_events_old ON CLUSTER c1;
+
+DROP TABLE IF EXISTS ledger.account_balances_old ON CLUSTER c1;
+
+DROP TABLE IF EXISTS ledger.volume_hourly_old ON CLUSTER c1;
+
+RENAME TABLE ledger.ledger_events_g2 TO ledger.ledger_events, ledger.account_balances_g2 TO ledger.account_balances, ledger.volume_hourly_g2 TO ledger.volume_hourly ON CLUSTER c1;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS ledger.volume_hourly_mv ON CLUSTER c1 TO ledger.volume_hourly AS
+SELECT currency, toStartOfHour(occurred_at) AS hour, type,
+    count() AS events, toInt64(sum(abs(amount))) AS volume, sum(amount) AS net
+FROM ledger.ledger_events
+WHERE amount != 0
+GROUP BY currency, hour, type;
+
+DROP TABLE IF EXISTS ledger.ledger_events_old ON CLUSTER c1;
+
+DROP TABLE IF EXISTS ledger.account_balances_old ON CLUSTER c1;
+
+DROP TABLE IF EXISTS ledger.volume_hourly_old ON CLUSTER c1;
+

@@ -1,0 +1,380 @@
+package redissink
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/cqrs-ledger/ledger/internal/projection"
+)
+
+// Key layout (P is Options.Prefix, e.g. "ledger:"). Every key of one
+// aggregate carries the hash tag {<id>}, so a script touching them runs on
+// one Redis Cluster slot:
+//
+//	P{<account id>}:account    hash  account_id owner currency balance overdraft_limit status version updated_at
+//	P{<account id>}:tx         list  recent transactions, newest first, JSON (projection.TxView), at most MaxTx
+//	P{<transfer id>}:transfer  hash  transfer_id status rank from_account_id to_account_id amount currency updated_at
+//	P{<command id>}:command    hash  command_id aggregate_id command_type status reason message version processed_at; expires at processed_at+OutcomeTTL
+//
+// Times are RFC 3339 in UTC with up to nanoseconds; money and versions are decimal integers.
+
+// Options configure a Sink. The zero value of each field means its default.
+type Options struct {
+	// Prefix namespaces every key; a rebuild writes a new generation under
+	// another prefix. It must not contain '{' or '}'. Default "ledger:".
+	Prefix string
+	// MaxTx bounds the recent transactions per account. Default 100.
+	MaxTx int
+	// OutcomeTTL is how long a command outcome stays, from its processed_at. Default 24h.
+	OutcomeTTL time.Duration
+	// PipelineSize is the most commands sent in one pipeline. Default 500.
+	PipelineSize int
+	// Now is the clock for outcome expiry. Default time.Now.
+	Now func() time.Time
+}
+
+// Sink writes the Redis views and reads them back. It implements
+// projection.View and the transaction, transfer and outcome readers.
+//
+// Every event is applied by one Lua script that checks the stored version is
+// event.version−1 and writes the account hash and the transaction list
+// together, so go-redis retries (EOF, READONLY, LOADING) and redelivered
+// events change nothing. Apply returns when every pipeline reply came back
+// without error; how durable an acknowledged write is depends on the
+// server's persistence (appendonly yes, appendfsync everysec loses at most
+// about one second on a crash, which the projector does not notice: run
+// `projector rebuild`, or use appendfsync always, if that matters).
+type Sink struct {
+	rdb  redis.UniversalClient
+	opts Options
+
+	applied, duplicates, gaps, unknown atomic.Int64
+}
+
+var (
+	// KEYS: account, tx list. ARGV: version, tx JSON or "", max tx, field, value, …
+	// Returns 1 applied, 0 duplicate (version already seen), -1 gap.
+	accountScript = redis.NewScript(`
+local v = tonumber(ARGV[1])
+local cur = tonumber(redis.call('HGET', KEYS[1], 'version') or '0')
+if v <= cur then return 0 end
+if v ~= cur + 1 then return -1 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+if ARGV[2] ~= '' then
+  redis.call('LPUSH', KEYS[2], ARGV[2])
+  redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[3]) - 1)
+end
+return 1`)
+
+	// KEYS: transfer. ARGV: rank, field, value, … A status only replaces one of
+	// a lower rank (pending < completed | refunded). Returns 1 when written.
+	transferScript = redis.NewScript(`
+local cur = tonumber(redis.call('HGET', KEYS[1], 'rank') or '0')
+if tonumber(ARGV[1]) <= cur then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+return 1`)
+
+	// KEYS: command. ARGV: expire-at (unix ms), field, value, … The first
+	// outcome of a command id wins. Returns 1 when written.
+	outcomeScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+redis.call('PEXPIREAT', KEYS[1], ARGV[1])
+return 1`)
+
+	scripts = []*redis.Script{accountScript, transferScript, outcomeScript}
+)
+
+// New returns a sink writing through rdb (a client, a cluster client or a
+// ring; see NewClient).
+func New(rdb redis.UniversalClient, opts Options) (*Sink, error) {
+	if opts.Prefix == "" {
+		opts.Prefix = "ledger:"
+	}
+	if strings.ContainsAny(opts.Prefix, "{}") {
+		return nil, fmt.Errorf("redis key prefix %q: must not contain '{' or '}' (hash tags)", opts.Prefix)
+	}
+	if opts.MaxTx <= 0 {
+		opts.MaxTx = projection.MaxRecentTransactions
+	}
+	if opts.OutcomeTTL <= 0 {
+		opts.OutcomeTTL = 24 * time.Hour
+	}
+	if opts.PipelineSize <= 0 {
+		opts.PipelineSize = 500
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	return &Sink{rdb: rdb, opts: opts}, nil
+}
+
+// AccountKey is the account hash of id.
+func (s *Sink) AccountKey(id string) string { return s.opts.Prefix + "{" + id + "}:account" }
+
+// TxKey is the recent-transactions list of account id.
+func (s *Sink) TxKey(id string) string { return s.opts.Prefix + "{" + id + "}:tx" }
+
+// TransferKey is the transfer hash of id.
+func (s *Sink) TransferKey(id string) string { return s.opts.Prefix + "{" + id + "}:transfer" }
+
+// CommandKey is the command-outcome hash of id.
+func (s *Sink) CommandKey(id string) string { return s.opts.Prefix + "{" + id + "}:command" }
+
+// Name is "redis".
+func (s *Sink) Name() string { return "redis" }
+
+// Ping checks that Redis answers.
+func (s *Sink) Ping(ctx context.Context) error { return s.rdb.Ping(ctx).Err() }
+
+// Stats returns how many events were applied, ignored as duplicates, not
+// applied because of a version gap, and skipped as unknown, since New.
+func (s *Sink) Stats() projection.ApplyStats {
+	return projection.ApplyStats{Applied: s.applied.Load(), Duplicates: s.duplicates.Load(), Gaps: s.gaps.Load(), Unknown: s.unknown.Load()}
+}
+
+type call struct {
+	script *redis.Script
+	keys   []string
+	args   []any
+	kind   int // 0 account, 1 transfer, 2 outcome
+}
+
+func fmtTime(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
+
+func i64(v int64) string { return strconv.FormatInt(v, 10) }
+
+// Apply writes the batch; see Sink.
+func (s *Sink) Apply(ctx context.Context, batch []projection.Event) error {
+	calls := make([]call, 0, len(batch)+len(batch)/4)
+	for _, e := range batch {
+		p, ok := projection.PatchOf(e)
+		if !ok {
+			s.unknown.Add(1)
+			continue
+		}
+		args := []any{i64(e.Version), "", s.opts.MaxTx}
+		if p.Tx != nil {
+			b, err := json.Marshal(p.Tx)
+			if err != nil {
+				return fmt.Errorf("encode transaction %s: %w", e.EventID, err)
+			}
+			args[1] = string(b)
+		}
+		if p.Open {
+			args = append(args, "account_id", e.AggregateID, "owner", p.Owner, "currency", p.Currency,
+				"overdraft_limit", i64(p.OverdraftLimit), "status", projection.StatusOpen)
+		}
+		if p.SetBalance {
+			args = append(args, "balance", i64(p.Balance))
+		}
+		if p.Close {
+			args = append(args, "status", projection.StatusClosed)
+		}
+		args = append(args, "version", i64(p.Version), "updated_at", fmtTime(p.UpdatedAt))
+		calls = append(calls, call{accountScript, []string{s.AccountKey(e.AggregateID), s.TxKey(e.AggregateID)}, args, 0})
+
+		if t, ok := projection.TransferOf(e); ok {
+			calls = append(calls, call{transferScript, []string{s.TransferKey(t.TransferID)}, []any{
+				projection.TransferRank(t.Status),
+				"transfer_id", t.TransferID, "status", t.Status, "rank", projection.TransferRank(t.Status),
+				"from_account_id", t.FromAccountID, "to_account_id", t.ToAccountID,
+				"amount", i64(t.Amount), "currency", t.Currency, "updated_at", fmtTime(t.UpdatedAt),
+			}, 1})
+		}
+	}
+	return s.run(ctx, calls)
+}
+
+// ApplyOutcomes writes command outcomes (the first outcome of a command id
+// wins); each expires OutcomeTTL after its processed_at, and one already
+// expired is not written. Returns when every reply came back without error.
+func (s *Sink) ApplyOutcomes(ctx context.Context, batch []projection.Outcome) error {
+	now := s.opts.Now()
+	calls := make([]call, 0, len(batch))
+	for _, o := range batch {
+		at := o.ProcessedAt
+		if at.IsZero() {
+			at = now
+		}
+		exp := at.Add(s.opts.OutcomeTTL)
+		if !exp.After(now) {
+			continue
+		}
+		calls = append(calls, call{outcomeScript, []string{s.CommandKey(o.CommandID)}, []any{
+			exp.UnixMilli(),
+			"command_id", o.CommandID, "aggregate_id", o.AggregateID, "command_type", o.CommandType,
+			"status", o.Status, "reason", o.Reason, "message", o.Message,
+			"version", i64(o.Version), "processed_at", fmtTime(o.ProcessedAt),
+		}, 2})
+	}
+	return s.run(ctx, calls)
+}
+
+// run sends calls in pipelines of PipelineSize. On NOSCRIPT (Redis
+// restarted, SCRIPT FLUSH) it loads the scripts and sends that pipeline
+// again, which the guards make harmless.
+func (s *Sink) run(ctx context.Context, calls []call) error {
+	for start := 0; start < len(calls); start += s.opts.PipelineSize {
+		chunk := calls[start:min(start+s.opts.PipelineSize, len(calls))]
+		err := s.pipeline(ctx, chunk)
+		if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+			if lerr := s.load(ctx); lerr != nil {
+				return lerr
+			}
+			err = s.pipeline(ctx, chunk)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Sink) load(ctx context.Context) error {
+	for _, sc := range scripts {
+		if err := sc.Load(ctx, s.rdb).Err(); err != nil {
+			return fmt.Errorf("redis: load script: %w", err)
+		}
+	}
+	return nil
+}
+
+func (s *Sink) pipeline(ctx context.Context, chunk []call) error {
+	pipe := s.rdb.Pipeline()
+	cmds := make([]*redis.Cmd, len(chunk))
+	for i, c := range chunk {
+		cmds[i] = c.script.EvalSha(ctx, pipe, c.keys, c.args...)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		for _, c := range cmds {
+			if cerr := c.Err(); cerr != nil && redis.HasErrorPrefix(cerr, "NOSCRIPT") {
+				return cerr
+			}
+		}
+		return fmt.Errorf("redis: apply %d writes: %w", len(chunk), err)
+	}
+	for i, c := range cmds {
+		if chunk[i].kind != 0 {
+			continue
+		}
+		switch n, _ := c.Int64(); n {
+		case 1:
+			s.applied.Add(1)
+		case 0:
+			s.duplicates.Add(1)
+		default:
+			s.gaps.Add(1)
+		}
+	}
+	return nil
+}
+
+// Account reads the account hash of id.
+func (s *Sink) Account(ctx context.Context, id string) (projection.AccountView, bool, error) {
+	h, err := s.rdb.HGetAll(ctx, s.AccountKey(id)).Result()
+	if err != nil || len(h) == 0 {
+		return projection.AccountView{}, false, err
+	}
+	var errs []error
+	v := projection.AccountView{
+		AccountID: h["account_id"], Owner: h["owner"], Currency: h["currency"], Status: h["status"],
+		Balance:        parseInt(h, "balance", &errs),
+		OverdraftLimit: parseInt(h, "overdraft_limit", &errs),
+		Version:        parseInt(h, "version", &errs),
+		UpdatedAt:      parseTime(h, "updated_at", &errs),
+	}
+	if err := errors.Join(errs...); err != nil {
+		return projection.AccountView{}, false, fmt.Errorf("redis: account %s: %w", id, err)
+	}
+	return v, true, nil
+}
+
+// RecentTransactions reads up to limit (≤ 0: all kept) transactions of account id, newest first.
+func (s *Sink) RecentTransactions(ctx context.Context, id string, limit int) ([]projection.TxView, error) {
+	stop := int64(limit) - 1
+	if limit <= 0 {
+		stop = -1
+	}
+	raw, err := s.rdb.LRange(ctx, s.TxKey(id), 0, stop).Result()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]projection.TxView, len(raw))
+	for i, r := range raw {
+		if err := json.Unmarshal([]byte(r), &out[i]); err != nil {
+			return nil, fmt.Errorf("redis: transactions of %s: %w", id, err)
+		}
+	}
+	return out, nil
+}
+
+// Transfer reads the transfer hash of id.
+func (s *Sink) Transfer(ctx context.Context, id string) (projection.TransferView, bool, error) {
+	h, err := s.rdb.HGetAll(ctx, s.TransferKey(id)).Result()
+	if err != nil || len(h) == 0 {
+		return projection.TransferView{}, false, err
+	}
+	var errs []error
+	v := projection.TransferView{
+		TransferID: h["transfer_id"], Status: h["status"], FromAccountID: h["from_account_id"],
+		ToAccountID: h["to_account_id"], Currency: h["currency"],
+		Amount:    parseInt(h, "amount", &errs),
+		UpdatedAt: parseTime(h, "updated_at", &errs),
+	}
+	if err := errors.Join(errs...); err != nil {
+		return projection.TransferView{}, false, fmt.Errorf("redis: transfer %s: %w", id, err)
+	}
+	return v, true, nil
+}
+
+// CommandOutcome reads the outcome of command id; ok is false when unknown or expired.
+func (s *Sink) CommandOutcome(ctx context.Context, id string) (projection.Outcome, bool, error) {
+	h, err := s.rdb.HGetAll(ctx, s.CommandKey(id)).Result()
+	if err != nil || len(h) == 0 {
+		return projection.Outcome{}, false, err
+	}
+	var errs []error
+	v := projection.Outcome{
+		CommandID: h["command_id"], AggregateID: h["aggregate_id"], CommandType: h["command_type"],
+		Status: h["status"], Reason: h["reason"], Message: h["message"],
+		Version:     parseInt(h, "version", &errs),
+		ProcessedAt: parseTime(h, "processed_at", &errs),
+	}
+	if err := errors.Join(errs...); err != nil {
+		return projection.Outcome{}, false, fmt.Errorf("redis: command %s: %w", id, err)
+	}
+	return v, true, nil
+}
+
+func parseInt(h map[string]string, field string, errs *[]error) int64 {
+	s, ok := h[field]
+	if !ok {
+		return 0
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		*errs = append(*errs, fmt.Errorf("field %s: %w", field, err))
+	}
+	return n
+}
+
+func parseTime(h map[string]string, field string, errs *[]error) time.Time {
+	s, ok := h[field]
+	if !ok || s == "" {
+		return time.Time{}
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		*errs = append(*errs, fmt.Errorf("field %s: %w", field, err))
+	}
+	return t.UTC()
+}
