@@ -47,7 +47,7 @@ func BenchmarkProcessorVsCopy(b *testing.B) {
 	pctx, pcancel := context.WithCancel(ctx)
 	perr := make(chan error, 1)
 	go func() { perr <- p.Run(pctx) }()
-	waitLagZero(b, ctx, s.adm, pcfg.Group, s.names.Commands)
+	waitCaughtUp(b, ctx, s, pcfg.Group)
 	procDur := time.Since(start)
 	pcancel()
 	if err := <-perr; err != nil {
@@ -190,17 +190,12 @@ func runCopy(ctx context.Context, s *stack, group string, inputs map[int32]int64
 	return nil
 }
 
-// waitLagZero waits until group has committed offsets at the end of topic.
-func waitLagZero(tb testing.TB, ctx context.Context, adm *kadm.Client, group, topic string) {
+// waitCaughtUp waits until group has consumed every committed record of topic.
+func waitCaughtUp(tb testing.TB, ctx context.Context, s *stack, group string) {
 	tb.Helper()
 	for {
-		lag, err := adm.Lag(ctx, group)
-		if err == nil {
-			if gl, ok := lag[group]; ok && gl.Error() == nil {
-				if tl, ok := gl.Lag[topic]; ok && len(tl) > 0 && gl.Lag.Total() == 0 {
-					return
-				}
-			}
+		if done, err := kafkax.CaughtUp(ctx, s.kafka, group, s.names.Commands); err == nil && done {
+			return
 		}
 		select {
 		case <-ctx.Done():

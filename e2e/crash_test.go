@@ -9,8 +9,9 @@ import (
 	"github.com/cqrs-ledger/ledger/internal/workload"
 )
 
-// processorEnv runs `ingest serve` as a processor only.
-var processorEnv = []string{"GATEWAY=false", "PROCESSOR=true"}
+// processorEnv runs `ingest serve` as a processor only. A short session
+// timeout lets the group notice a SIGKILLed member in seconds.
+var processorEnv = []string{"GATEWAY=false", "PROCESSOR=true", "GROUP_SESSION_TIMEOUT=6s"}
 
 // TestExactlyOnceUnderSIGKILL feeds thousands of commands while the processor
 // is killed with SIGKILL several times mid-stream (so some kills land between
@@ -38,18 +39,23 @@ func TestExactlyOnceUnderSIGKILL(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
 	kills := 0
 	for ; kills < 4; kills++ {
-		p := s.start("ingest", processorEnv, "serve")
+		// A stable instance id, as a StatefulSet replica would have: the
+		// restarted process fences the killed one's open transaction.
+		p := s.start("ingest", append(processorEnv, "PROCESSOR_INSTANCE=k"), "serve")
 		p.waitReady(t, 60*time.Second)
-		time.Sleep(time.Duration(500+r.IntN(2000)) * time.Millisecond)
+		d := time.Duration(500+r.IntN(2000)) * time.Millisecond
+		time.Sleep(d)
 		p.kill(t)
-		t.Logf("SIGKILL %d after %s of work", kills+1, "0.5–2.5 s")
+		t.Logf("SIGKILL %d after %s of work", kills+1, d)
 	}
 	if err := <-producing; err != nil {
 		t.Fatal(err)
 	}
-	final := s.start("ingest", processorEnv, "serve")
+	final := s.start("ingest", append(processorEnv, "PROCESSOR_INSTANCE=k"), "serve")
 	final.waitReady(t, 60*time.Second)
-	l := s.waitSettled(ctx, s.kafka.TopicPrefix+"processor")
+	settle, cancelSettle := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancelSettle()
+	l := s.waitSettled(settle, s.kafka.TopicPrefix+"processor")
 	final.stop(t)
 	s.checkExactlyOnce(ctx, l, cmds)
 }

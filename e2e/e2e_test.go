@@ -30,26 +30,34 @@ import (
 )
 
 var (
-	buildOnce sync.Once
-	binDir    string
-	buildErr  error
+	buildMu  sync.Mutex
+	binDir   string
+	binaries = map[string]error{}
 )
 
-// binary builds the three binaries once per test run and returns the path of one.
+// binary builds a binary (with the race detector) once per test run and
+// returns its path.
 func binary(t testing.TB, name string) string {
 	t.Helper()
-	buildOnce.Do(func() {
-		binDir, buildErr = os.MkdirTemp("", "ledger-e2e-bin")
-		if buildErr != nil {
-			return
-		}
-		out, err := exec.Command("go", "build", "-race", "-o", binDir+"/", "../cmd/...").CombinedOutput()
+	buildMu.Lock()
+	defer buildMu.Unlock()
+	if binDir == "" {
+		dir, err := os.MkdirTemp("", "ledger-e2e-bin")
 		if err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+			t.Fatal(err)
 		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
+		binDir = dir
+	}
+	err, built := binaries[name]
+	if !built {
+		out, berr := exec.Command("go", "build", "-race", "-o", binDir+"/", "../cmd/"+name).CombinedOutput()
+		if berr != nil {
+			err = fmt.Errorf("go build %s: %v\n%s", name, berr, out)
+		}
+		binaries[name] = err
+	}
+	if err != nil {
+		t.Fatal(err)
 	}
 	return filepath.Join(binDir, name)
 }
@@ -220,19 +228,17 @@ func (s *stack) results(ctx context.Context) (map[string]*codec.CommandResult, e
 	return out, err
 }
 
-// waitSettled waits until the processor group has no lag on the commands
-// topic and no transfer is in flight, then returns the audited ledger.
+// waitSettled waits until the processor group has consumed every command
+// (kafkax.CaughtUp) and no transfer is in flight, then returns the audited
+// ledger.
 func (s *stack) waitSettled(ctx context.Context, group string) *audit.Ledger {
 	s.t.Helper()
 	for {
-		lag, err := s.adm.Lag(ctx, group)
-		var total int64 = -1
-		if err == nil {
-			if gl, ok := lag[group]; ok && gl.Error() == nil && len(gl.Lag) > 0 {
-				total = gl.Lag.Total()
-			}
+		done, err := kafkax.CaughtUp(ctx, s.kafka, group, s.names.Commands)
+		if err != nil && ctx.Err() == nil {
+			s.t.Logf("caught up? %v", err)
 		}
-		if total == 0 {
+		if done {
 			l, err := audit.ReadEvents(ctx, s.kafka, s.names.Events)
 			if err != nil {
 				s.t.Fatalf("read events: %v", err)
@@ -243,17 +249,15 @@ func (s *stack) waitSettled(ctx context.Context, group string) *audit.Ledger {
 					pending++
 				}
 			}
-			if pending == 0 {
-				// Saga commands produced in the last transaction raise the lag
-				// again; only a second zero reading after the audit is final.
-				if lag2, err := s.adm.Lag(ctx, group); err == nil && lag2[group].Lag.Total() == 0 {
-					return l
-				}
+			// Saga commands from the last transaction may have arrived
+			// since CaughtUp: only a second reading after the audit counts.
+			if again, err := kafkax.CaughtUp(ctx, s.kafka, group, s.names.Commands); pending == 0 && err == nil && again {
+				return l
 			}
 		}
 		select {
 		case <-ctx.Done():
-			s.t.Fatalf("not settled: lag %d, %v", total, ctx.Err())
+			s.t.Fatalf("processor group %s did not settle: %v", group, ctx.Err())
 		case <-time.After(500 * time.Millisecond):
 		}
 	}

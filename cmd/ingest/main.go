@@ -50,6 +50,7 @@ func run(args []string) error {
 	serveFS.BoolVar(&roles.processor, "processor", true, "run an aggregate processor (PROCESSOR)")
 	serveFS.StringVar(&procCfg.InstanceID, "processor-instance", "", "unique id of this processor in its group, part of its transactional id; default <hostname>-<pid> (PROCESSOR_INSTANCE)")
 	serveFS.DurationVar(&procCfg.DedupeWindow, "dedupe-window", processor.DefaultDedupeWindow, "how long a command id is remembered; ≤ the command-results retention (DEDUPE_WINDOW)")
+	serveFS.DurationVar(&procCfg.SessionTimeout, "group-session-timeout", 45*time.Second, "how long the group waits for a crashed processor before reassigning its partitions (GROUP_SESSION_TIMEOUT)")
 	serveFS.IntVar(&procCfg.MaxBatch, "max-batch", processor.DefaultMaxBatch, "commands per transaction, at most (MAX_BATCH)")
 	serveFS.Int64Var(&gwCfg.MaxBodyBytes, "max-body-bytes", gateway.DefaultMaxBodyBytes, "request body limit; larger bodies get 413 (MAX_BODY_BYTES)")
 	serveFS.IntVar(&gwCfg.MaxBatch, "max-batch-items", gateway.DefaultMaxBatch, "items per batch request (MAX_BATCH_ITEMS)")

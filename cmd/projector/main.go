@@ -12,6 +12,7 @@ import (
 	"github.com/cqrs-ledger/ledger/internal/config"
 	"github.com/cqrs-ledger/ledger/internal/kafkax"
 	"github.com/cqrs-ledger/ledger/internal/ops"
+	"github.com/cqrs-ledger/ledger/internal/sink"
 	chsink "github.com/cqrs-ledger/ledger/internal/sink/clickhouse"
 )
 
@@ -60,7 +61,7 @@ func run(args []string) error {
 		if err := chsink.EnsureDatabase(ctx, ccfg); err != nil {
 			return err
 		}
-		_, _, err = s.ConnectStores(rcfg, ccfg)
+		_, _, err = sink.Connect(s, rcfg, ccfg)
 		return err
 	})
 }

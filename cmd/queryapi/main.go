@@ -10,6 +10,7 @@ import (
 
 	"github.com/cqrs-ledger/ledger/internal/config"
 	"github.com/cqrs-ledger/ledger/internal/ops"
+	"github.com/cqrs-ledger/ledger/internal/sink"
 )
 
 func main() {
@@ -46,7 +47,7 @@ func run(args []string) error {
 	ctx, cancel := ops.SignalContext()
 	defer cancel()
 	return ops.RunService(ctx, "queryapi", httpCfg, log, func(s *ops.Service) error {
-		_, _, err := s.ConnectStores(rcfg, ccfg)
+		_, _, err := sink.Connect(s, rcfg, ccfg)
 		return err
 	})
 }

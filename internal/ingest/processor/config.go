@@ -37,6 +37,11 @@ type Config struct {
 	DedupeWindow time.Duration
 	// MaxBatch caps the records polled into one transaction; default 500.
 	MaxBatch int
+	// SessionTimeout is how long the group waits for a member that stopped
+	// heartbeating (a crashed process) before giving its partitions to
+	// others; default Kafka's 45 s. A restarted instance with the same
+	// InstanceID fences the crashed one's open transaction at once.
+	SessionTimeout time.Duration
 	// Log receives the processor's logs; default slog.Default().
 	Log *slog.Logger
 	// Registerer registers the metrics; nil keeps them unregistered.
@@ -72,6 +77,9 @@ func (c Config) Validate() error {
 	errs := []error{c.Kafka.Validate()}
 	if c.DedupeWindow < 0 {
 		errs = append(errs, fmt.Errorf("dedupe window %s: must be positive", c.DedupeWindow))
+	}
+	if c.SessionTimeout != 0 && (c.SessionTimeout < 3*time.Second || c.SessionTimeout > 30*time.Minute) {
+		errs = append(errs, fmt.Errorf("session timeout %s: want 3s..30m", c.SessionTimeout))
 	}
 	if c.MaxBatch < 0 || c.MaxBatch > 100_000 {
 		errs = append(errs, fmt.Errorf("max batch %d: want 1..100000", c.MaxBatch))

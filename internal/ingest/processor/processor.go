@@ -222,6 +222,9 @@ func (p *Processor) Run(ctx context.Context) (err error) {
 		kgo.OnPartitionsLost(p.onLost),
 		kgo.WithLogger(kgoLogger{p.log}),
 	)
+	if d := p.cfg.SessionTimeout; d > 0 {
+		opts = append(opts, kgo.SessionTimeout(d), kgo.HeartbeatInterval(min(3*time.Second, d/3)))
+	}
 	sess, err := kgo.NewGroupTransactSession(opts...)
 	if err != nil {
 		return fmt.Errorf("processor: kafka session: %w", err)
