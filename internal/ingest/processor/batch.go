@@ -30,7 +30,7 @@ type batch struct {
 
 	parts    map[int32]*partition                // owned partitions at the start
 	accounts map[int32]map[string]domain.Account // staged account states
-	dedupe   map[int32]map[uint64]int64          // staged dedupe entries
+	dedupe   map[int32]map[uint64]firstOutcome   // staged dedupe entries
 	touched  []touchedAggregate                  // in first-touch order
 	outcomes map[string]int                      // by outcome label
 
@@ -55,7 +55,7 @@ func (p *Processor) processBatch(ctx context.Context, sess *kgo.GroupTransactSes
 		now:      start,
 		parts:    map[int32]*partition{},
 		accounts: map[int32]map[string]domain.Account{},
-		dedupe:   map[int32]map[uint64]int64{},
+		dedupe:   map[int32]map[uint64]firstOutcome{},
 		outcomes: map[string]int{},
 	}
 	p.mu.Lock()
@@ -148,8 +148,8 @@ func (b *batch) apply() {
 		if b.p.parts[id] != st {
 			continue
 		}
-		for h, at := range d {
-			st.dedupe[h] = at
+		for h, o := range d {
+			st.dedupe[h] = o
 		}
 	}
 }
@@ -189,8 +189,23 @@ func (b *batch) handle(r *kgo.Record) error {
 	fromProcessor := header(r, HeaderOrigin) == OriginProcessor
 	saga := internal && fromProcessor
 	h := p.dedupeKey(env.CommandID, saga)
-	if b.seen(st, h) {
+	if first, ok := b.seen(st, h); ok {
+		// A repeat writes nothing new; it is answered with its first
+		// outcome (marked as a repeat), so that request-reply works
+		// however long ago the first one was.
 		b.outcomes[outcomeDuplicate]++
+		rec, err := b.record(p.names.Results, r.Partition, env.CommandID, first.result(env.CommandID, env.AggregateID, env.CorrelationID))
+		if err != nil {
+			return b.dlq(r, typ, fmt.Sprintf("encode repeated result: %v", err))
+		}
+		origin := OriginUpstream
+		if saga {
+			origin = OriginProcessor
+		}
+		rec.Headers = append(rec.Headers,
+			kgo.RecordHeader{Key: HeaderOrigin, Value: []byte(origin)},
+			kgo.RecordHeader{Key: HeaderDuplicate, Value: []byte("true")})
+		b.produce(rec)
 		return nil
 	}
 
@@ -209,7 +224,7 @@ func (b *batch) handle(r *kgo.Record) error {
 	}
 	next := domain.Fold(state, d.Events)
 
-	out, err := b.outputs(r, cmd, d, next, saga)
+	out, res, err := b.outputs(r, cmd, d, next, saga)
 	if err != nil {
 		// Our own records did not encode (limits): the command cannot be
 		// processed, and retrying will not help.
@@ -228,10 +243,10 @@ func (b *batch) handle(r *kgo.Record) error {
 	}
 	dd := b.dedupe[st.id]
 	if dd == nil {
-		dd = map[uint64]int64{}
+		dd = map[uint64]firstOutcome{}
 		b.dedupe[st.id] = dd
 	}
-	dd[h] = b.now.UnixMilli()
+	dd[h] = summarize(res)
 	if d.Rejection != nil {
 		b.outcomes[outcomeRejected]++
 	} else {
@@ -243,14 +258,14 @@ func (b *batch) handle(r *kgo.Record) error {
 	return nil
 }
 
-// seen reports whether the command hashed to h was processed within the
-// dedupe window, in this batch or a committed one.
-func (b *batch) seen(st *partition, h uint64) bool {
-	if _, ok := b.dedupe[st.id][h]; ok {
-		return true
+// seen returns the first outcome of the command hashed to h if it was
+// processed within the dedupe window, in this batch or a committed one.
+func (b *batch) seen(st *partition, h uint64) (firstOutcome, bool) {
+	if o, ok := b.dedupe[st.id][h]; ok {
+		return o, true
 	}
-	at, ok := st.dedupe[h]
-	return ok && at >= b.now.Add(-b.p.cfg.DedupeWindow).UnixMilli()
+	o, ok := st.dedupe[h]
+	return o, ok && o.at >= b.now.Add(-b.p.cfg.DedupeWindow).UnixMilli()
 }
 
 // account returns the aggregate's state as of this batch.
@@ -263,7 +278,7 @@ func (b *batch) account(st *partition, id string) domain.Account {
 
 // outputs builds the records a decision writes: its events, its result and
 // its saga commands (snapshots are written once per batch).
-func (b *batch) outputs(r *kgo.Record, cmd domain.Command, d domain.Decision, next domain.Account, saga bool) ([]*kgo.Record, error) {
+func (b *batch) outputs(r *kgo.Record, cmd domain.Command, d domain.Decision, next domain.Account, saga bool) ([]*kgo.Record, *codec.CommandResult, error) {
 	p := b.p
 	env := cmd.Env()
 	var out []*kgo.Record
@@ -271,11 +286,11 @@ func (b *batch) outputs(r *kgo.Record, cmd domain.Command, d domain.Decision, ne
 	for _, e := range d.Events {
 		v, err := fromEvent(e)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		rec, err := b.record(p.names.Events, r.Partition, e.Meta().AggregateID+"/"+strconv.FormatInt(e.Meta().Version, 10), v)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		out = append(out, rec)
 		refs = append(refs, codec.EventRef{EventID: e.Meta().EventID, Type: e.Type(), Version: e.Meta().Version})
@@ -298,7 +313,7 @@ func (b *batch) outputs(r *kgo.Record, cmd domain.Command, d domain.Decision, ne
 	}
 	rec, err := b.record(p.names.Results, r.Partition, env.CommandID, res)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	origin := OriginUpstream
 	if saga {
@@ -310,18 +325,18 @@ func (b *batch) outputs(r *kgo.Record, cmd domain.Command, d domain.Decision, ne
 	for _, c := range d.Commands {
 		v, err := fromSagaCommand(c)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		target := c.Env().AggregateID
 		part := kafkax.KeyPartition([]byte(target), p.nparts)
 		rec, err := b.record(p.names.Commands, part, target, v)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		rec.Headers = append(rec.Headers, kgo.RecordHeader{Key: HeaderOrigin, Value: []byte(OriginProcessor)})
 		out = append(out, rec)
 	}
-	return out, nil
+	return out, res, nil
 }
 
 // snapshots writes the latest state of every aggregate the batch touched.

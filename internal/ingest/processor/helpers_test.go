@@ -223,6 +223,9 @@ func (r *reader) results(ids ...string) map[string]*codec.CommandResult {
 			if err := codec.Default().DecodeInto(rec.Value, &res); err != nil {
 				r.t.Fatalf("result %s: %v", rec.Key, err)
 			}
+			if _, seen := out[string(rec.Key)]; seen && headerOf(rec, processor.HeaderDuplicate) != "" {
+				continue // keep the first outcome
+			}
 			out[string(rec.Key)] = &res
 		}
 		return out
@@ -239,10 +242,12 @@ func (r *reader) results(ids ...string) map[string]*codec.CommandResult {
 	return byID(recs)
 }
 
+// countKey counts the records with key, leaving out the answers to repeated
+// commands (header duplicate): those repeat a first outcome, they are not one.
 func countKey(recs []*kgo.Record, key string) int {
 	n := 0
 	for _, r := range recs {
-		if string(r.Key) == key {
+		if string(r.Key) == key && headerOf(r, processor.HeaderDuplicate) == "" {
 			n++
 		}
 	}

@@ -33,6 +33,9 @@ const (
 	HeaderOrigin    = "origin"
 	OriginProcessor = "processor"
 	OriginUpstream  = "upstream"
+	// HeaderDuplicate marks a command result that answers a repeated
+	// command id with the first outcome; it is not a new outcome.
+	HeaderDuplicate = "duplicate"
 
 	// DLQ headers: why the record was not processed and where it was read.
 	HeaderError           = "error"
@@ -89,7 +92,7 @@ type Processor struct {
 type partition struct {
 	id       int32
 	accounts map[string]domain.Account
-	dedupe   map[uint64]int64 // hash of (id space, command id) → result time, unix ms
+	dedupe   map[uint64]firstOutcome // hash of (id space, command id) → its first outcome
 }
 
 // New validates cfg (after applying defaults) and registers the metrics. It
@@ -450,8 +453,8 @@ func (p *Processor) maybePrune() {
 	}
 	p.mu.Unlock()
 	for _, st := range parts {
-		for h, at := range st.dedupe {
-			if at < cutoff {
+		for h, o := range st.dedupe {
+			if o.at < cutoff {
 				delete(st.dedupe, h)
 			}
 		}

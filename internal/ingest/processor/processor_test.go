@@ -62,7 +62,21 @@ func TestOutcomes(t *testing.T) {
 		t.Errorf("c2 event refs = %+v", evs)
 	}
 	if n := countKey(results.recs, "c2"); n != 1 {
-		t.Errorf("%d results for c2, want 1 (the duplicate must write nothing)", n)
+		t.Errorf("%d first outcomes for c2, want 1 (the duplicate must write nothing new)", n)
+	}
+	// The repeat is answered with the first outcome, marked as a repeat.
+	var repeat *codec.CommandResult
+	for _, r := range results.recs {
+		if string(r.Key) == "c2" && headerOf(r, processor.HeaderDuplicate) == "true" {
+			repeat = &codec.CommandResult{}
+			if err := codec.Default().DecodeInto(r.Value, repeat); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if repeat == nil || repeat.Status != "ACCEPTED" || repeat.Version != 2 || len(repeat.Events) != 1 ||
+		repeat.Events[0] != got["c2"].Events[0] || repeat.CommandType != got["c2"].CommandType || !repeat.ProcessedAt.Equal(got["c2"].ProcessedAt) {
+		t.Errorf("answer to the repeat of c2 = %+v, want the first outcome %+v", repeat, got["c2"])
 	}
 	for _, r := range results.recs {
 		if headerOf(r, processor.HeaderType) != "ledger.results.CommandResult" || headerOf(r, processor.HeaderOrigin) != processor.OriginUpstream {

@@ -100,7 +100,7 @@ func (p *Processor) restoreOnce(ctx context.Context, ids []int32) (map[int32]*pa
 	pending := map[string]map[int32]bool{snapT: {}, resT: {}}
 	consume := map[string]map[int32]kgo.Offset{snapT: {}, resT: {}}
 	for _, id := range ids {
-		out[id] = &partition{id: id, accounts: map[string]domain.Account{}, dedupe: map[uint64]int64{}}
+		out[id] = &partition{id: id, accounts: map[string]domain.Account{}, dedupe: map[uint64]firstOutcome{}}
 		st := &restoreStats{}
 		stats[id] = st
 		for i, t := range []string{snapT, resT} {
@@ -244,17 +244,25 @@ func (p *Processor) applySnapshot(st *partition, r *kgo.Record) error {
 }
 
 // applyResult adds one command result within the window to st's dedupe
-// index. Only the key (the command id), the timestamp and the origin header
-// are needed, so the value is not decoded.
+// index, keeping what a repeat needs to be answered with it.
 func (p *Processor) applyResult(st *partition, r *kgo.Record, cutoff time.Time, stats *restoreStats) {
 	stats.results++
 	if r.Value == nil || len(r.Key) == 0 || r.Timestamp.Before(cutoff) {
 		return
 	}
+	var res codec.CommandResult
+	if err := p.cat.DecodeInto(r.Value, &res); err != nil {
+		p.log.Warn("undecodable command result skipped in the dedupe restore",
+			"partition", r.Partition, "offset", r.Offset, "err", err)
+		return
+	}
+	if header(r, HeaderDuplicate) != "" {
+		return // an answer to a repeat, not a first outcome
+	}
 	saga := header(r, HeaderOrigin) == OriginProcessor
 	h := p.dedupeKey(string(r.Key), saga)
-	if at := r.Timestamp.UnixMilli(); at > st.dedupe[h] {
-		st.dedupe[h] = at
+	if prev, ok := st.dedupe[h]; !ok || res.ProcessedAt.UnixMilli() < prev.at {
+		st.dedupe[h] = summarize(&res)
 	}
 }
 
