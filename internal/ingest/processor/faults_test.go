@@ -1,0 +1,161 @@
+package processor_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/cqrs-ledger/ledger/internal/audit"
+	"github.com/cqrs-ledger/ledger/internal/codec"
+	"github.com/cqrs-ledger/ledger/internal/config"
+	"github.com/cqrs-ledger/ledger/internal/ingest/processor"
+	"github.com/cqrs-ledger/ledger/internal/kafkax"
+	"github.com/cqrs-ledger/ledger/internal/workload"
+	"github.com/cqrs-ledger/ledger/topology"
+)
+
+// TestExactlyOnceUnderInjectedFaults runs the processor on kfake with faults
+// injected between a transaction's produce and its commit: EndTxn refused
+// (the transaction's outcome is unknown to the processor, which must not
+// reprocess blindly), TxnOffsetCommit and Produce answered with an error
+// after the broker applied them (REQUEST_TIMED_OUT / NOT_ENOUGH_REPLICAS_
+// AFTER_APPEND: the classic "did it commit?" cases), and the processor
+// restarted whenever it gives up. Every command must have exactly one
+// outcome and one set of events, and the ledger invariants must hold.
+func TestExactlyOnceUnderInjectedFaults(t *testing.T) {
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cluster.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+
+	kcfg := config.Kafka{Brokers: strings.Join(cluster.ListenAddrs(), ","), TopicPrefix: "fault.", ClientID: "fault-test"}
+	names := topology.NamesFor(kcfg.TopicPrefix)
+	cl, err := kafkax.NewClient(kcfg, kgo.DefaultProduceTopic(names.Commands))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	o := topology.DefaultOptions()
+	o.Prefix, o.Partitions = kcfg.TopicPrefix, 3
+	adm := kadm.NewClient(cl)
+	plan, err := topology.MakePlan(ctx, adm, topology.Declare(o), topology.PlanOptions{})
+	if err == nil {
+		err = topology.Apply(ctx, adm, plan)
+	}
+	if err != nil {
+		t.Fatalf("topology on kfake: %v", err)
+	}
+
+	cmds := workload.Generate(workload.Options{Seed: 5, Accounts: 60, Commands: 1500, IDPrefix: "f-"})
+	if err := workload.Produce(ctx, cl, names.Commands, cmds, nil); err != nil {
+		t.Fatal(err)
+	}
+
+	// Faults, spread over the run: each fires on its first matching requests.
+	faults := map[string]*kfake.FaultHandle{
+		"EndTxn refused":                     cluster.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.EndTxn}, Err: kerr.UnknownServerError, Count: 3}),
+		"TxnOffsetCommit applied, timed out": cluster.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.TxnOffsetCommit}, Err: kerr.RequestTimedOut, Count: 3}),
+		"events produce applied, error":      cluster.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: names.Events, Err: kerr.NotEnoughReplicasAfterAppend, Count: 3}),
+	}
+
+	group := kcfg.TopicPrefix + "processor"
+	restarts := 0
+	for {
+		p, err := processor.New(processor.Config{Kafka: kcfg, InstanceID: "f", Log: testLogger(t), MaxBatch: 100})
+		if err != nil {
+			t.Fatal(err)
+		}
+		runCtx, stop := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- p.Run(runCtx) }()
+		settled := false
+		for !settled {
+			select {
+			case err := <-done:
+				// The processor gave up (e.g. Begin after an unknown End):
+				// restart it, as a supervisor would.
+				t.Logf("processor stopped: %v; restarting", err)
+				restarts++
+				if restarts > 20 {
+					t.Fatal("too many restarts")
+				}
+				stop()
+				goto next
+			case <-time.After(300 * time.Millisecond):
+			case <-ctx.Done():
+				t.Fatal(ctx.Err())
+			}
+			if up, err := kafkax.CaughtUp(ctx, kcfg, group, names.Commands); err == nil && up {
+				l, err := audit.ReadEvents(ctx, kcfg, names.Events)
+				if err != nil {
+					t.Fatal(err)
+				}
+				pending := 0
+				for _, tr := range l.Transfers {
+					if tr.Status() == "pending" {
+						pending++
+					}
+				}
+				settled = pending == 0
+			}
+		}
+		stop()
+		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+			t.Logf("processor stopped with %v", err)
+		}
+		break
+	next:
+	}
+
+	l, err := audit.ReadEvents(ctx, kcfg, names.Events)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if problems := l.Check(true); len(problems) > 0 {
+		t.Fatalf("%d invariant violations, first: %v", len(problems), problems[:min(10, len(problems))])
+	}
+	first := map[string]*codec.CommandResult{}
+	err = kafkax.ReadAll(ctx, kcfg, names.Results, func(r *kgo.Record) error {
+		if headerOf(r, processor.HeaderDuplicate) != "" {
+			return nil
+		}
+		var res codec.CommandResult
+		if err := codec.Default().DecodeInto(r.Value, &res); err != nil {
+			return err
+		}
+		if prev, ok := first[res.CommandID]; ok && headerOf(r, processor.HeaderOrigin) == processor.OriginUpstream {
+			t.Errorf("command %s has two outcomes: %s and %s", res.CommandID, prev.Status, res.Status)
+		}
+		first[res.CommandID] = &res
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range cmds {
+		res, ok := first[c.ID]
+		if !ok {
+			t.Fatalf("command %s has no outcome", c.ID)
+		}
+		if want := len(res.Events); l.Commands[c.ID] != want {
+			t.Fatalf("command %s: %d events, its result lists %d", c.ID, l.Commands[c.ID], want)
+		}
+	}
+	for name, h := range faults {
+		if h.Hits() != 3 {
+			t.Errorf("fault %q fired %d times, want 3", name, h.Hits())
+		}
+	}
+	t.Logf("%d restarts; %s", restarts, l.Summary())
+}
