@@ -62,7 +62,7 @@ func Evolve(s Account, e Event) Account {
 		}
 		s.ID = strings.Clone(e.AggregateID)
 		s.Owner = strings.Clone(e.Owner)
-		s.Currency = internCurrency(e.Currency)
+		s.Currency = InternCurrency(e.Currency)
 		s.OverdraftLimit = e.OverdraftLimit
 		s.Balance = 0
 		s.Status = StatusOpen
@@ -113,9 +113,9 @@ func Fold(s Account, events []Event) Account {
 	return s
 }
 
-// internCurrency returns a string that does not share memory with c: a
+// InternCurrency returns a string that does not share memory with c: a
 // constant for the common codes (no allocation at all), a copy otherwise.
-func internCurrency(c string) string {
+func InternCurrency(c string) string {
 	switch c {
 	case "EUR":
 		return "EUR"

@@ -184,7 +184,7 @@ func fromSnapshot(s *codec.AccountSnapshot) (domain.Account, error) {
 	a := domain.Account{
 		ID:             s.AggregateID,
 		Owner:          s.Owner,
-		Currency:       s.Currency,
+		Currency:       domain.InternCurrency(s.Currency), // no allocation per restored account
 		Balance:        s.Balance,
 		OverdraftLimit: s.OverdraftLimit,
 		Version:        s.Version,

@@ -239,7 +239,7 @@ func (p *Processor) applySnapshot(st *partition, r *kgo.Record) error {
 	if prev, ok := st.accounts[key]; ok && prev.Version > a.Version {
 		return nil
 	}
-	st.accounts[key] = a
+	st.accounts[a.ID] = a // the key shares a.ID's bytes: one copy of the id per aggregate
 	return nil
 }
 
