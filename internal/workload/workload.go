@@ -91,7 +91,8 @@ func Generate(o Options) []Command {
 			continue
 		}
 		id, ts := next()
-		a := acct(r.IntN(o.Accounts))
+		ai := r.IntN(o.Accounts)
+		a := acct(ai)
 		amount := int64(1+r.IntN(500)) * 100
 		p := r.Float64()
 		switch {
@@ -99,7 +100,12 @@ func Generate(o Options) []Command {
 			out = append(out, Command{Key: a, ID: id, Value: &codec.CloseAccount{
 				CommandID: id, AggregateID: a, CorrelationID: id, IssuedAt: ts}})
 		case p < o.CloseRate+o.TransferRate:
+			// Mostly to an account of the same currency (accounts are opened
+			// round-robin over the currencies); the rest are refunded.
 			to := acct(r.IntN(o.Accounts))
+			if nc := len(o.Currencies); r.Float64() < 0.85 && o.Accounts > nc {
+				to = acct((r.IntN(o.Accounts/nc)*nc + ai%nc) % o.Accounts)
+			}
 			if r.Float64() < o.BadTargetRate {
 				to = o.IDPrefix + "missing-" + id
 			}
