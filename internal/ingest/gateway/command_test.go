@@ -9,6 +9,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/cqrs-ledger/ledger/internal/codec"
+	"github.com/cqrs-ledger/ledger/internal/kafkax"
 )
 
 var testNow = time.Date(2026, 3, 4, 5, 6, 7, 891_234_567, time.UTC)
@@ -162,65 +163,10 @@ func TestWaitersLateRegistrationAndBounds(t *testing.T) {
 	}
 }
 
-// murmur2 is Kafka's Utils.murmur2, written out independently of franz-go so
-// the partition test checks the producer against Kafka, not against itself.
-func murmur2(data []byte) uint32 {
-	const (
-		seed uint32 = 0x9747b28c
-		m    uint32 = 0x5bd1e995
-		r           = 24
-	)
-	n := len(data)
-	h := seed ^ uint32(n)
-	for i := 0; i+4 <= n; i += 4 {
-		k := uint32(data[i]) | uint32(data[i+1])<<8 | uint32(data[i+2])<<16 | uint32(data[i+3])<<24
-		k *= m
-		k ^= k >> r
-		k *= m
-		h *= m
-		h ^= k
-	}
-	tail := data[n&^3:]
-	switch len(tail) {
-	case 3:
-		h ^= uint32(tail[2]) << 16
-		fallthrough
-	case 2:
-		h ^= uint32(tail[1]) << 8
-		fallthrough
-	case 1:
-		h ^= uint32(tail[0])
-		h *= m
-	}
-	h ^= h >> 13
-	h *= m
-	h ^= h >> 15
-	return h
-}
-
-// kafkaPartition is where Kafka's default partitioner puts key:
-// toPositive(murmur2(key)) % partitions.
+// kafkaPartition is where Kafka's default partitioner puts key
+// (kafkax.KeyPartition, checked against Kafka's own vectors there).
 func kafkaPartition(key string, partitions int) int32 {
-	return int32((murmur2([]byte(key)) & 0x7fffffff) % uint32(partitions))
-}
-
-func TestMurmur2KafkaVectors(t *testing.T) {
-	// Kafka's UtilsTest.testMurmur2.
-	for _, c := range []struct {
-		in   string
-		want int32
-	}{
-		{"21", -973932308},
-		{"foobar", -790332482},
-		{"a-little-bit-long-string", -985981536},
-		{"a-little-bit-longer-string", -1486304829},
-		{"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8", -58897971},
-		{"abc", 479470107},
-	} {
-		if got := int32(murmur2([]byte(c.in))); got != c.want {
-			t.Errorf("murmur2(%q) = %d, want %d", c.in, got, c.want)
-		}
-	}
+	return kafkax.KeyPartition([]byte(key), int32(partitions))
 }
 
 // remembers reports whether the result of id is in the LRU.
