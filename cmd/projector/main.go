@@ -1,19 +1,28 @@
 // Command projector runs the read-side consumer groups that project the
 // events topic into Redis (hot lookups) and ClickHouse (history, analytics),
-// and `projector rebuild`, which replays the events into a fresh generation.
+// and `projector rebuild`, which replays the events into a fresh generation
+// of a view and switches readers and the live projector to it.
+//
+//	projector [serve] [flags]                     both projectors (REDIS_PROJECTOR, CLICKHOUSE_PROJECTOR)
+//	projector rebuild -view redis|clickhouse      rebuild one view while the live projector keeps serving
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"os"
+	"strings"
+	"time"
+
+	"github.com/peterbourgon/ff/v3"
+	"github.com/peterbourgon/ff/v3/ffcli"
 
 	"github.com/cqrs-ledger/ledger/internal/config"
 	"github.com/cqrs-ledger/ledger/internal/kafkax"
 	"github.com/cqrs-ledger/ledger/internal/ops"
-	"github.com/cqrs-ledger/ledger/internal/sink"
-	chsink "github.com/cqrs-ledger/ledger/internal/sink/clickhouse"
+	"github.com/cqrs-ledger/ledger/internal/projector"
 )
 
 func main() {
@@ -25,43 +34,148 @@ func main() {
 	}
 }
 
+// common are the settings of both subcommands.
+type common struct {
+	kafka    config.Kafka
+	redis    config.Redis
+	ch       config.ClickHouse
+	logLevel string
+}
+
+func (c *common) register(fs *flag.FlagSet, clientID string) {
+	c.kafka.RegisterFlags(fs, clientID)
+	c.redis.RegisterFlags(fs)
+	c.ch.RegisterFlags(fs)
+	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error (LOG_LEVEL)")
+}
+
 func run(args []string) error {
 	var (
-		kafka    config.Kafka
-		rcfg     config.Redis
-		ccfg     config.ClickHouse
+		sc       common
 		httpCfg  config.HTTP
-		logLevel string
+		serveRed bool
+		serveCH  bool
+		maxBatch int
+		maxDelay time.Duration
+		session  time.Duration
 	)
-	fs := flag.NewFlagSet("projector", flag.ContinueOnError)
-	kafka.RegisterFlags(fs, "ledger-projector")
-	rcfg.RegisterFlags(fs)
-	ccfg.RegisterFlags(fs)
-	httpCfg.RegisterFlags(fs, "127.0.0.1:8081")
-	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error (LOG_LEVEL)")
-	if err := config.Parse(fs, args); err != nil {
-		return err
+	serveFS := flag.NewFlagSet("projector", flag.ContinueOnError)
+	sc.register(serveFS, "ledger-projector")
+	httpCfg.RegisterFlags(serveFS, "127.0.0.1:8081")
+	serveFS.BoolVar(&serveRed, "redis-projector", true, "run the Redis projector (REDIS_PROJECTOR)")
+	serveFS.BoolVar(&serveCH, "clickhouse-projector", true, "run the ClickHouse projector (CLICKHOUSE_PROJECTOR)")
+	serveFS.IntVar(&maxBatch, "max-batch", 1000, "records applied per batch, at most (MAX_BATCH)")
+	serveFS.DurationVar(&maxDelay, "max-delay", 200*time.Millisecond, "how long a batch waits to fill up (MAX_DELAY)")
+	serveFS.DurationVar(&session, "group-session-timeout", 45*time.Second, "how long the group waits for a crashed projector before reassigning its partitions (GROUP_SESSION_TIMEOUT)")
+	serve := &ffcli.Command{
+		Name:       "serve",
+		ShortUsage: "projector [serve] [flags]",
+		ShortHelp:  "run the Redis and/or ClickHouse projectors (the default)",
+		FlagSet:    serveFS,
+		Options:    []ff.Option{ff.WithEnvVars()},
+		Exec: func(ctx context.Context, _ []string) error {
+			errs := []error{sc.kafka.Validate(), sc.redis.Validate(), sc.ch.Validate(), httpCfg.Validate()}
+			if !serveRed && !serveCH {
+				errs = append(errs, errors.New("redis-projector and clickhouse-projector are both off: nothing to run"))
+			}
+			if maxBatch <= 0 {
+				errs = append(errs, fmt.Errorf("max-batch %d: must be positive", maxBatch))
+			}
+			if err := errors.Join(errs...); err != nil {
+				return fmt.Errorf("configuration:\n%w", err)
+			}
+			log, err := ops.NewLogger("projector", sc.logLevel)
+			if err != nil {
+				return err
+			}
+			return ops.RunService(ctx, "projector", httpCfg, log, func(s *ops.Service) error {
+				cl, err := kafkax.NewClient(sc.kafka)
+				if err != nil {
+					return err
+				}
+				s.OnClose(cl.Close)
+				s.Ready.Add("kafka", cl.Ping)
+				base := projector.Config{Kafka: sc.kafka, MaxBatch: maxBatch, MaxDelay: maxDelay, SessionTimeout: session}
+				if serveRed {
+					if err := serveRedis(s, sc, base); err != nil {
+						return err
+					}
+				}
+				if serveCH {
+					if err := serveClickHouse(ctx, s, sc, base); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+		},
 	}
-	if err := errors.Join(kafka.Validate(), rcfg.Validate(), ccfg.Validate(), httpCfg.Validate()); err != nil {
-		return fmt.Errorf("configuration:\n%w", err)
+
+	var (
+		rc       common
+		view     string
+		progress bool
+		timeout  time.Duration
+	)
+	rebuildFS := flag.NewFlagSet("projector rebuild", flag.ContinueOnError)
+	rc.register(rebuildFS, "ledger-projector-rebuild")
+	rebuildFS.StringVar(&view, "view", "", "the view to rebuild: redis or clickhouse (VIEW)")
+	rebuildFS.BoolVar(&progress, "progress", true, "show a progress bar on stderr (PROGRESS)")
+	rebuildFS.DurationVar(&timeout, "switch-timeout", time.Minute, "how long to wait for the live projectors to leave the old generation (SWITCH_TIMEOUT)")
+	rebuild := &ffcli.Command{
+		Name:       "rebuild",
+		ShortUsage: "projector rebuild -view redis|clickhouse [flags]",
+		ShortHelp:  "replay the events into a new generation of a view, switch readers to it, drop the old one",
+		FlagSet:    rebuildFS,
+		Options:    []ff.Option{ff.WithEnvVars()},
+		Exec: func(ctx context.Context, _ []string) error {
+			errs := []error{rc.kafka.Validate()}
+			switch view {
+			case "redis":
+				errs = append(errs, rc.redis.Validate())
+			case "clickhouse":
+				errs = append(errs, rc.ch.Validate())
+			default:
+				errs = append(errs, fmt.Errorf("view %q: want redis or clickhouse", view))
+			}
+			if timeout <= 0 {
+				errs = append(errs, fmt.Errorf("switch-timeout %s: must be positive", timeout))
+			}
+			if err := errors.Join(errs...); err != nil {
+				return fmt.Errorf("configuration:\n%w", err)
+			}
+			log, err := ops.NewLogger("projector-rebuild", rc.logLevel)
+			if err != nil {
+				return err
+			}
+			r := rebuilder{common: rc, log: log, progress: progress, switchTimeout: timeout}
+			if view == "redis" {
+				return r.rebuildRedis(ctx)
+			}
+			return r.rebuildClickHouse(ctx)
+		},
 	}
-	log, err := ops.NewLogger("projector", logLevel)
-	if err != nil {
-		return err
+
+	root := &ffcli.Command{
+		ShortUsage:  "projector [serve|rebuild] [flags]",
+		Subcommands: []*ffcli.Command{serve, rebuild},
+		Exec: func(ctx context.Context, args []string) error {
+			return serve.ParseAndRun(ctx, args)
+		},
+	}
+	// Flags without a subcommand are the serve flags, as before subcommands existed.
+	if len(args) == 0 || (strings.HasPrefix(args[0], "-") && !isHelp(args[0])) {
+		args = append([]string{"serve"}, args...)
 	}
 	ctx, cancel := ops.SignalContext()
 	defer cancel()
-	return ops.RunService(ctx, "projector", httpCfg, log, func(s *ops.Service) error {
-		cl, err := kafkax.NewClient(kafka)
-		if err != nil {
-			return err
-		}
-		s.OnClose(cl.Close)
-		s.Ready.Add("kafka", cl.Ping)
-		if err := chsink.EnsureDatabase(ctx, ccfg); err != nil {
-			return err
-		}
-		_, _, err = sink.Connect(s, rcfg, ccfg)
-		return err
-	})
+	return root.ParseAndRun(ctx, args)
+}
+
+func isHelp(a string) bool {
+	switch strings.TrimLeft(a, "-") {
+	case "h", "help":
+		return true
+	}
+	return false
 }

@@ -70,6 +70,14 @@ type Config struct {
 	Log *slog.Logger
 	// Registerer receives the metrics; nil registers nowhere.
 	Registerer prometheus.Registerer
+	// OnAssigned, when set, is called after partitions are assigned, from the
+	// client's group goroutine (concurrently with Sink.Apply): a sink that
+	// caches store state flags itself there and drops its cache before its
+	// next Apply, since another instance may have written meanwhile.
+	OnAssigned func()
+	// SessionTimeout is how long the group waits for a crashed member before
+	// reassigning its partitions; 0 means franz-go's default (45s).
+	SessionTimeout time.Duration
 }
 
 func (c *Config) defaults() {
@@ -169,7 +177,7 @@ func New(cfg Config) (*Projector, error) {
 	if cfg.Results != nil {
 		topics = append(topics, names.Results)
 	}
-	cl, err := kafkax.NewClient(cfg.Kafka,
+	opts := []kgo.Opt{
 		kgo.ConsumerGroup(cfg.Group),
 		kgo.ConsumeTopics(topics...),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
@@ -183,7 +191,11 @@ func New(cfg Config) (*Projector, error) {
 		kgo.OnPartitionsAssigned(p.assigned),
 		kgo.OnPartitionsRevoked(p.revoke),
 		kgo.OnPartitionsLost(p.revoke),
-	)
+	}
+	if cfg.SessionTimeout > 0 {
+		opts = append(opts, kgo.SessionTimeout(cfg.SessionTimeout))
+	}
+	cl, err := kafkax.NewClient(cfg.Kafka, opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -497,5 +509,8 @@ func (p *Projector) assigned(_ context.Context, _ *kgo.Client, got map[string][]
 	}
 	if len(got) > 0 {
 		p.cfg.Log.Info("partitions assigned", "group", p.cfg.Group, "partitions", got)
+		if p.cfg.OnAssigned != nil {
+			p.cfg.OnAssigned()
+		}
 	}
 }

@@ -1,0 +1,139 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cqrs-ledger/ledger/internal/projection/projectiontest"
+	chsink "github.com/cqrs-ledger/ledger/internal/sink/clickhouse"
+	redissink "github.com/cqrs-ledger/ledger/internal/sink/redis"
+	"github.com/cqrs-ledger/ledger/internal/testenv"
+)
+
+// TestServesQueryAPI wires the binary against the test stores: /v1/ needs
+// the bearer token, /openapi.json and the ops endpoints do not, and the
+// Redis and ClickHouse readers answer from the configured prefix and
+// database.
+func TestServesQueryAPI(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	rdb, prefix := testenv.RedisClient(t)
+	conn, db := testenv.ClickHouseDB(t)
+	hist := projectiontest.Generate(3, "", 3, 40)
+	hot, err := redissink.New(rdb, redissink.Options{Prefix: prefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := hot.Apply(ctx, hist.Events); err != nil {
+		t.Fatal(err)
+	}
+	if err := chsink.Migrate(ctx, conn, chsink.Options{Database: db}); err != nil {
+		t.Fatal(err)
+	}
+	cold, err := chsink.NewView(conn, chsink.Options{Database: db})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cold.Apply(ctx, hist.Events); err != nil {
+		t.Fatal(err)
+	}
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	_ = ln.Close()
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		done <- run(runCtx, []string{
+			"-http-addr", addr, "-http-bearer-token", "s3cret", "-log-level", "error",
+			"-redis-addr", testenv.Redis(t), "-redis-key-prefix", prefix,
+			"-clickhouse-addr", testenv.ClickHouse(t), "-clickhouse-database", db,
+			"-max-wait", "2s", "-wait-poll-interval", "10ms",
+		})
+	}()
+	defer func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Errorf("run: %v", err)
+		}
+	}()
+
+	get := func(path, token string) (int, map[string]any) {
+		t.Helper()
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+path, nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0, map[string]any{"err": err.Error()}
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		var body map[string]any
+		_ = json.Unmarshal(b, &body)
+		return resp.StatusCode, body
+	}
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if code, _ := get("/readyz", ""); code == http.StatusOK {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("not ready after 20 s")
+		}
+	}
+
+	acc := hist.Accounts["acc-0"]
+	cases := []struct {
+		path, token string
+		status      int
+		check       func(map[string]any) bool
+	}{
+		{"/openapi.json", "", 200, func(b map[string]any) bool { return strings.HasPrefix(b["openapi"].(string), "3.") }},
+		{"/v1/accounts/acc-0", "", 401, func(b map[string]any) bool { return b["error"] == "unauthorized" }},
+		{"/v1/accounts/acc-0", "wrong", 401, nil},
+		{"/v1/accounts/acc-0", "s3cret", 200, func(b map[string]any) bool { return b["balance"] == float64(acc.Balance) }},
+		{"/v1/accounts/acc-0?min_version=1000&wait=50ms", "s3cret", 503, func(b map[string]any) bool { return b["version"] == float64(acc.Version) }},
+		{"/v1/accounts/acc-0?min_version=1&wait=3s", "s3cret", 400, func(b map[string]any) bool { return b["parameter"] == "wait" }},
+		{"/v1/accounts/acc-0/history", "s3cret", 200, func(b map[string]any) bool { return len(b["events"].([]any)) == int(acc.Version) }},
+		{"/v1/accounts/nope", "s3cret", 404, func(b map[string]any) bool { return b["error"] == "not_found" }},
+		{"/v1/nowhere", "s3cret", 404, func(b map[string]any) bool { return b["error"] == "not_found" }},
+		{"/healthz", "", 200, nil},
+	}
+	for _, c := range cases {
+		code, body := get(c.path, c.token)
+		if code != c.status || (c.check != nil && !c.check(body)) {
+			t.Errorf("GET %s (token %q): %d %v; want %d", c.path, c.token, code, body, c.status)
+		}
+	}
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if !strings.Contains(string(b), `ledger_query_requests_total{code="200",route="GET /v1/accounts/{id}"}`) {
+		t.Errorf("/metrics has no query request counter:\n%.2000s", b)
+	}
+}
+
+func TestBadFlagsListEveryProblem(t *testing.T) {
+	err := run(context.Background(), []string{"-max-wait", "31s", "-wait-poll-interval", "0s", "-store-timeout", "0s", "-redis-db", "99"})
+	if err == nil {
+		t.Fatal("want an error")
+	}
+	for _, want := range []string{"max-wait", "wait-poll-interval", "store-timeout", "redis-db"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not mention %s: %v", want, err)
+		}
+	}
+}
