@@ -6,7 +6,6 @@ package cmd_test
 import (
 	"context"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -21,16 +20,6 @@ import (
 	"github.com/cqrs-ledger/ledger/internal/testenv"
 	"github.com/cqrs-ledger/ledger/topology"
 )
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
 
 func TestBinariesServeAndStopOnSIGTERM(t *testing.T) {
 	// ingest's processor needs the topics.
@@ -63,7 +52,7 @@ func TestBinariesServeAndStopOnSIGTERM(t *testing.T) {
 	}
 	for _, name := range []string{"ingest", "projector", "queryapi"} {
 		t.Run(name, func(t *testing.T) {
-			addr := freeAddr(t)
+			addr := testenv.FreeAddr(t)
 			var logs strings.Builder
 			cmd := exec.Command(filepath.Join(bin, name))
 			cmd.Env = append(os.Environ(), append(env, "HTTP_ADDR="+addr)...)

@@ -6,7 +6,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -100,16 +99,6 @@ func newStack(t testing.TB, partitions int32) *stack {
 	return s
 }
 
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 // proc is a running binary.
 type proc struct {
 	name string
@@ -140,7 +129,7 @@ func (s *syncBuffer) String() string {
 // when the test ends if still running.
 func (s *stack) start(name string, env []string, args ...string) *proc {
 	s.t.Helper()
-	p := &proc{name: name, addr: freeAddr(s.t), logs: &syncBuffer{}, done: make(chan error, 1)}
+	p := &proc{name: name, addr: testenv.FreeAddr(s.t), logs: &syncBuffer{}, done: make(chan error, 1)}
 	p.cmd = exec.Command(binary(s.t, name), args...)
 	p.cmd.Env = append(os.Environ(),
 		"KAFKA_BROKERS="+s.kafka.Brokers,

@@ -53,6 +53,13 @@ func missing(t testing.TB, bin, install string) {
 	t.Skip(msg)
 }
 
+// FreeAddr returns a loopback host:port nothing listens on right now, for a
+// server a test starts.
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t)))
+}
+
 func freePort(t testing.TB) int {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
