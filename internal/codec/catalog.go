@@ -48,11 +48,15 @@ type Catalog struct {
 
 // currentSchema is what encoding needs for one full name.
 type currentSchema struct {
-	name   string
-	schema avro.Schema
-	header [headerLen]byte
-	plan   *plan // validates what we write against our own limits
-	typ    *goType
+	name      string
+	nameBytes []byte // name, shared by every AppendEncodeNamed result
+	schema    avro.Schema
+	header    [headerLen]byte
+	plan      *plan // validates what we write against our own limits
+	// lenBounded: a body no longer than both limits is within them (see
+	// lenBounded in validate.go), so encoding skips the validation pass.
+	lenBounded bool
+	typ        *goType
 }
 
 // writerSchema is what decoding needs for one fingerprint.
@@ -172,7 +176,8 @@ func (c *Catalog) addCurrent(source, file string) error {
 	if err != nil {
 		return fmt.Errorf("codec: %s: %w", source, err)
 	}
-	cur := &currentSchema{name: name, schema: s, plan: p, typ: typ}
+	cur := &currentSchema{name: name, nameBytes: []byte(name), schema: s, plan: p, typ: typ,
+		lenBounded: lenBounded(p, 0, map[*plan]bool{})}
 	copy(cur.header[:], soe.Magic)
 	copy(cur.header[2:], fp[:])
 	c.current[name] = cur
@@ -273,14 +278,22 @@ func (c *Catalog) Encode(v any) ([]byte, error) {
 // AppendEncode is Encode appending to dst, for callers that reuse buffers; the body
 // is copied once, from hamba's pooled writer into dst. On error dst is returned as is.
 func (c *Catalog) AppendEncode(dst []byte, v any) ([]byte, error) {
+	dst, _, err := c.AppendEncodeNamed(dst, v)
+	return dst, err
+}
+
+// AppendEncodeNamed is AppendEncode that also returns the full name of v's schema,
+// the value of a "type" header, without reading it back from the header. The name
+// is shared by every call for that schema: the caller must not modify it.
+func (c *Catalog) AppendEncodeNamed(dst []byte, v any) (out, name []byte, err error) {
 	cur, w, err := c.encodeBody(v)
 	if err != nil {
-		return dst, err
+		return dst, nil, err
 	}
 	dst = append(dst, cur.header[:]...)
 	dst = append(dst, w.Buffer()...)
 	c.putWriter(w)
-	return dst, nil
+	return dst, cur.nameBytes, nil
 }
 
 // encodeBody writes v's body into a pooled writer, which the caller must put back.
@@ -297,7 +310,7 @@ func (c *Catalog) encodeBody(v any) (*currentSchema, *avro.Writer, error) {
 	w.Error = nil
 	w.WriteVal(cur.schema, v)
 	err := w.Error
-	if err == nil {
+	if n := len(w.Buffer()); err == nil && !(cur.lenBounded && n <= c.maxBytes && n <= c.maxSliceElems) {
 		// Refuse what a catalog with the same limits would refuse to read.
 		err = validate(cur.plan, w.Buffer(), c.maxBytes, c.maxSliceElems)
 	}

@@ -482,3 +482,73 @@ func TestDecodeDoesNotAliasInput(t *testing.T) {
 		t.Errorf("decoded value changed with the input: %+v", got)
 	}
 }
+
+// TestEncodeLimitsFastPath: Encode skips its validation pass when the body is no
+// longer than both limits and the schema is lenBounded. For every golden value
+// and every limit around its size, Encode must accept exactly what a full
+// validation accepts.
+func TestEncodeLimitsFastPath(t *testing.T) {
+	full := catalog(t)
+	for name, cur := range full.current {
+		if !cur.lenBounded {
+			t.Errorf("%s: not lenBounded; Encode always validates it", name)
+		}
+	}
+	catalogs := map[int]*Catalog{}
+	limited := func(limit int) *Catalog {
+		if c, ok := catalogs[limit]; ok {
+			return c
+		}
+		c, err := NewCatalog(WithLimits(limit, limit))
+		if err != nil {
+			t.Fatal(err)
+		}
+		catalogs[limit] = c
+		return c
+	}
+	for i, v := range goldenValues() {
+		data, err := full.Encode(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ws, body, err := full.lookup(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := len(body)
+		for _, limit := range []int{1, 2, 3, 8, 16, 32, n - 1, n, n + 1} {
+			if limit < 1 {
+				continue
+			}
+			_, encErr := limited(limit).Encode(v)
+			valErr := validate(ws.plan, body, limit, limit)
+			if (encErr == nil) != (valErr == nil) {
+				t.Errorf("value %d (%s), limits %d: Encode says %v, validation says %v", i, ws.name, limit, encErr, valErr)
+			}
+		}
+	}
+}
+
+func TestLenBounded(t *testing.T) {
+	for _, tc := range []struct {
+		schema string
+		want   bool
+	}{
+		{`{"type":"record","name":"a.R","fields":[{"name":"s","type":"string"},{"name":"xs","type":{"type":"array","items":"long"}}]}`, true},
+		{`{"type":"record","name":"a.R","fields":[{"name":"m","type":{"type":"map","values":"null"}}]}`, true},
+		{`{"type":"record","name":"a.R","fields":[{"name":"xs","type":{"type":"array","items":"null"}}]}`, false},
+		{`{"type":"record","name":"a.R","fields":[{"name":"next","type":["null","a.R"]}]}`, false},
+	} {
+		s, err := avro.ParseBytesWithCache([]byte(tc.schema), "", &avro.SchemaCache{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := compilePlan(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := lenBounded(p, 0, map[*plan]bool{}); got != tc.want {
+			t.Errorf("%s: lenBounded %v, want %v", tc.schema, got, tc.want)
+		}
+	}
+}

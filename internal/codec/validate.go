@@ -145,6 +145,39 @@ func (c *planCompiler) compile(s avro.Schema) (*plan, error) {
 	return nil, fmt.Errorf("codec: unsupported schema type %s", s.Type())
 }
 
+// lenBounded reports whether every body of the plan's schema that is no longer
+// than both limits is within them, so that Encode may skip validating what hamba
+// wrote when the body is that short: a string or bytes value cannot be longer than
+// the body, an array or map cannot have more elements than the body has bytes when
+// each element takes at least one, and a schema that is not recursive cannot nest
+// deeper than its own definition. onPath holds the named types being visited.
+func lenBounded(p *plan, depth int, onPath map[*plan]bool) bool {
+	if depth > maxDepth || onPath[p] {
+		return false // too deep, or recursive
+	}
+	onPath[p] = true
+	defer delete(onPath, p)
+	switch p.kind {
+	case kRecord:
+		for _, f := range p.fields {
+			if !lenBounded(f, depth+1, onPath) {
+				return false
+			}
+		}
+	case kUnion:
+		for _, b := range p.branches {
+			if !lenBounded(b, depth+1, onPath) {
+				return false
+			}
+		}
+	case kArray:
+		return p.elem.min > 0 && lenBounded(p.elem, depth+1, onPath)
+	case kMap: // each entry has a key of at least one byte
+		return lenBounded(p.elem, depth+1, onPath)
+	}
+	return true
+}
+
 // size fills in min. A type that is still being sized (recursion) counts as 0, which
 // keeps min a lower bound.
 func (c *planCompiler) size(p *plan) int {
