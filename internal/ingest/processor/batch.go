@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -21,26 +23,118 @@ import (
 var errNotOwned = errors.New("partition is not owned or not restored")
 
 // batch is one transaction's worth of work: the decisions are staged here
-// and reach the partitions' state only if the transaction commits.
+// and reach the partitions' state only if the transaction commits. Command
+// partitions are independent (an aggregate lives in one), so the batch is
+// split into one part per partition and the parts are handled in parallel;
+// within a part, records are handled in offset order.
 type batch struct {
-	p    *Processor
-	sess *kgo.GroupTransactSession
-	ctx  context.Context // never cancelled: produce and End must not be cut short
-	now  time.Time
+	p   *Processor
+	ctx context.Context // never cancelled: produce and End must not be cut short
+	now time.Time
 
-	parts    map[int32]*partition                // owned partitions at the start
-	accounts map[int32]map[string]domain.Account // staged account states
-	dedupe   map[int32]map[uint64]firstOutcome   // staged dedupe entries
-	touched  []touchedAggregate                  // in first-touch order
-	outcomes map[string]int                      // by outcome label
+	parts []*part // in order of first appearance in the polled records
+	// emit hands an output record to the producer; it is safe for
+	// concurrent use. processBatch produces into the open transaction.
+	emit func(*kgo.Record)
 
 	mu         sync.Mutex
 	produceErr error
 }
 
-type touchedAggregate struct {
-	partition int32
-	id        string
+// part is the share of a batch that comes from one owned command partition.
+type part struct {
+	b       *batch
+	st      *partition
+	records []*kgo.Record
+
+	accounts map[string]domain.Account // staged account states
+	dedupe   map[uint64]firstOutcome   // staged dedupe entries
+	touched  []string                  // aggregates changed, in first-touch order
+	outcomes [numOutcomes]int          // by outcome
+
+	mem arena // the memory of the records written
+	// Scratch reused from one command to the next.
+	out  []*kgo.Record
+	refs []codec.EventRef
+	res  codec.CommandResult
+}
+
+// newBatch splits records by partition. A record of a partition this
+// processor does not own (lost and not yet reassigned) fails the batch with
+// errNotOwned: it is aborted and the session rewinds.
+func (p *Processor) newBatch(ctx context.Context, now time.Time, records []*kgo.Record) (*batch, error) {
+	b := &batch{p: p, ctx: context.WithoutCancel(ctx), now: now}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	byID := map[int32]*part{}
+	for _, r := range records {
+		pt := byID[r.Partition]
+		if pt == nil {
+			st := p.parts[r.Partition]
+			if st == nil {
+				return nil, fmt.Errorf("record %s/%d@%d: %w", r.Topic, r.Partition, r.Offset, errNotOwned)
+			}
+			pt = &part{b: b, st: st}
+			byID[r.Partition] = pt
+			b.parts = append(b.parts, pt)
+		}
+		pt.records = append(pt.records, r)
+	}
+	for _, pt := range b.parts {
+		pt.accounts = make(map[string]domain.Account, len(pt.records))
+		pt.dedupe = make(map[uint64]firstOutcome, len(pt.records))
+	}
+	return b, nil
+}
+
+// handleAll handles every part, in parallel when there are several, and
+// stages their snapshots. An error is a failure of the processor itself.
+func (b *batch) handleAll() error {
+	workers := min(len(b.parts), runtime.GOMAXPROCS(0))
+	if workers <= 1 {
+		for _, pt := range b.parts {
+			if err := pt.handleAll(); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	errs := make([]error, len(b.parts))
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(b.parts) {
+					return
+				}
+				errs[i] = b.parts[i].handleAll()
+			}
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// handleAll handles the part's records in order, then writes the latest
+// state of every aggregate they changed.
+func (pt *part) handleAll() error {
+	for _, r := range pt.records {
+		if err := pt.handle(r); err != nil {
+			return err
+		}
+	}
+	return pt.snapshots()
+}
+
+// onProduced is the promise of every produced record.
+func (b *batch) onProduced(_ *kgo.Record, err error) {
+	if err != nil {
+		b.mu.Lock()
+		b.produceErr = errors.Join(b.produceErr, err)
+		b.mu.Unlock()
+	}
 }
 
 // processBatch runs one transaction over records. A nil error means the
@@ -48,46 +142,29 @@ type touchedAggregate struct {
 // outcome that a resync repaired; an error is fatal for Run.
 func (p *Processor) processBatch(ctx context.Context, sess *kgo.GroupTransactSession, records []*kgo.Record) error {
 	start := time.Now()
-	b := &batch{
-		p:        p,
-		sess:     sess,
-		ctx:      context.WithoutCancel(ctx),
-		now:      start,
-		parts:    map[int32]*partition{},
-		accounts: map[int32]map[string]domain.Account{},
-		dedupe:   map[int32]map[uint64]firstOutcome{},
-		outcomes: map[string]int{},
-	}
-	p.mu.Lock()
-	for id, st := range p.parts {
-		b.parts[id] = st
-	}
-	p.mu.Unlock()
-
+	b, internalErr := p.newBatch(ctx, start, records)
 	if err := sess.Begin(); err != nil {
 		return fmt.Errorf("processor: begin transaction: %w", err)
 	}
-	var internalErr error
-	for _, r := range records {
-		if internalErr = b.handle(r); internalErr != nil {
-			break
+	if internalErr == nil {
+		promise := b.onProduced
+		b.emit = func(rec *kgo.Record) { sess.Produce(b.ctx, rec, promise) }
+		internalErr = b.handleAll()
+		if err := sess.Client().Flush(b.ctx); err != nil && internalErr == nil {
+			internalErr = fmt.Errorf("flush: %w", err)
 		}
 	}
-	if internalErr == nil {
-		internalErr = b.snapshots()
+	var produceErr error
+	if b != nil {
+		b.mu.Lock()
+		produceErr = b.produceErr
+		b.mu.Unlock()
 	}
-	if err := sess.Client().Flush(b.ctx); err != nil && internalErr == nil {
-		internalErr = fmt.Errorf("flush: %w", err)
-	}
-	b.mu.Lock()
-	produceErr := b.produceErr
-	b.mu.Unlock()
-
 	try := kgo.TryCommit
 	if internalErr != nil || produceErr != nil {
 		try = kgo.TryAbort
 	}
-	committed, endErr := sess.End(b.ctx, try)
+	committed, endErr := sess.End(context.WithoutCancel(ctx), try)
 	p.m.batch.Observe(time.Since(start).Seconds())
 
 	switch {
@@ -107,8 +184,12 @@ func (p *Processor) processBatch(ctx context.Context, sess *kgo.GroupTransactSes
 	case committed:
 		b.apply()
 		p.m.transactions.WithLabelValues("committed").Inc()
-		for o, n := range b.outcomes {
-			p.m.commands.WithLabelValues(o).Add(float64(n))
+		for _, pt := range b.parts {
+			for o, n := range pt.outcomes {
+				if n > 0 {
+					p.m.commands.WithLabelValues(outcomeLabels[o]).Add(float64(n))
+				}
+			}
 		}
 	default:
 		p.m.transactions.WithLabelValues("aborted").Inc()
@@ -134,82 +215,68 @@ func (p *Processor) processBatch(ctx context.Context, sess *kgo.GroupTransactSes
 func (b *batch) apply() {
 	b.p.mu.Lock()
 	defer b.p.mu.Unlock()
-	for id, accs := range b.accounts {
-		st := b.parts[id]
-		if b.p.parts[id] != st {
+	for _, pt := range b.parts {
+		if b.p.parts[pt.st.id] != pt.st {
 			continue // revoked or lost meanwhile: the next owner restores it
 		}
-		for k, a := range accs {
-			st.accounts[k] = a
+		for k, a := range pt.accounts {
+			pt.st.accounts[k] = a
 		}
-	}
-	for id, d := range b.dedupe {
-		st := b.parts[id]
-		if b.p.parts[id] != st {
-			continue
-		}
-		for h, o := range d {
-			st.dedupe[h] = o
+		for h, o := range pt.dedupe {
+			pt.st.dedupe[h] = o
 		}
 	}
 }
 
 // handle processes one command record. Problems with the record go to the
 // DLQ; the error return is for failures of the processor itself.
-func (b *batch) handle(r *kgo.Record) error {
-	p := b.p
-	st := b.parts[r.Partition]
-	if st == nil {
-		return fmt.Errorf("record %s/%d@%d: %w", r.Topic, r.Partition, r.Offset, errNotOwned)
-	}
+func (pt *part) handle(r *kgo.Record) error {
+	p := pt.b.p
 	if len(r.Key) == 0 {
-		return b.dlq(r, "", "empty key")
+		return pt.dlq(r, "", "empty key")
 	}
 	if want := kafkax.KeyPartition(r.Key, p.nparts); want != r.Partition {
-		return b.dlq(r, "", fmt.Sprintf("misrouted: key hashes to partition %d with Kafka's murmur2 partitioner", want))
+		return pt.dlq(r, "", fmt.Sprintf("misrouted: key hashes to partition %d with Kafka's murmur2 partitioner", want))
 	}
 	v, err := p.cat.Decode(r.Value)
 	if err != nil {
-		return b.dlq(r, "", fmt.Sprintf("decode: %v", err))
+		return pt.dlq(r, "", fmt.Sprintf("decode: %v", err))
 	}
 	typ, _ := p.cat.Name(r.Value)
 	cmd, ok := toCommand(v)
 	if !ok {
-		return b.dlq(r, typ, typ+" is not a command")
+		return pt.dlq(r, typ, typ+" is not a command")
 	}
 	env := cmd.Env()
 	switch {
 	case env.AggregateID != string(r.Key):
-		return b.dlq(r, typ, fmt.Sprintf("key %q is not the aggregate_id %q", clip(string(r.Key)), clip(env.AggregateID)))
+		return pt.dlq(r, typ, fmt.Sprintf("key %q is not the aggregate_id %q", clip(string(r.Key)), clip(env.AggregateID)))
 	case env.CommandID == "":
-		return b.dlq(r, typ, "command_id is empty")
+		return pt.dlq(r, typ, "command_id is empty")
 	}
 
 	internal := domain.IsInternal(cmd)
 	fromProcessor := header(r, HeaderOrigin) == OriginProcessor
 	saga := internal && fromProcessor
+	origin := originUpstream
+	if saga {
+		origin = originProcessor
+	}
 	h := p.dedupeKey(env.CommandID, saga)
-	if first, ok := b.seen(st, h); ok {
+	if first, ok := pt.seen(h); ok {
 		// A repeat writes nothing new; it is answered with its first
 		// outcome (marked as a repeat), so that request-reply works
 		// however long ago the first one was.
-		b.outcomes[outcomeDuplicate]++
-		rec, err := b.record(p.names.Results, r.Partition, env.CommandID, first.result(env.CommandID, env.AggregateID, env.CorrelationID))
+		pt.outcomes[outcomeDuplicate]++
+		rec, err := pt.record(p.names.Results, r.Partition, pt.mem.copyBytes(env.CommandID), first.result(env.CommandID, env.AggregateID, env.CorrelationID), origin, duplicateTrue)
 		if err != nil {
-			return b.dlq(r, typ, fmt.Sprintf("encode repeated result: %v", err))
+			return pt.dlq(r, typ, fmt.Sprintf("encode repeated result: %v", err))
 		}
-		origin := OriginUpstream
-		if saga {
-			origin = OriginProcessor
-		}
-		rec.Headers = append(rec.Headers,
-			kgo.RecordHeader{Key: HeaderOrigin, Value: []byte(origin)},
-			kgo.RecordHeader{Key: HeaderDuplicate, Value: []byte("true")})
-		b.produce(rec)
+		pt.b.emit(rec)
 		return nil
 	}
 
-	state := b.account(st, env.AggregateID)
+	state := pt.account(env.AggregateID)
 	var d domain.Decision
 	switch {
 	case internal && !fromProcessor:
@@ -224,79 +291,74 @@ func (b *batch) handle(r *kgo.Record) error {
 	}
 	next := domain.Fold(state, d.Events)
 
-	out, res, err := b.outputs(r, cmd, d, next, saga)
+	out, res, err := pt.outputs(r, cmd, d, next, origin)
 	if err != nil {
 		// Our own records did not encode (limits): the command cannot be
 		// processed, and retrying will not help.
-		return b.dlq(r, typ, fmt.Sprintf("encode outputs: %v", err))
+		return pt.dlq(r, typ, fmt.Sprintf("encode outputs: %v", err))
 	}
 	if len(d.Events) > 0 {
-		accs := b.accounts[st.id]
-		if accs == nil {
-			accs = map[string]domain.Account{}
-			b.accounts[st.id] = accs
+		if _, ok := pt.accounts[env.AggregateID]; !ok {
+			pt.touched = append(pt.touched, env.AggregateID)
 		}
-		if _, ok := accs[env.AggregateID]; !ok {
-			b.touched = append(b.touched, touchedAggregate{st.id, env.AggregateID})
-		}
-		accs[env.AggregateID] = next
+		pt.accounts[env.AggregateID] = next
 	}
-	dd := b.dedupe[st.id]
-	if dd == nil {
-		dd = map[uint64]firstOutcome{}
-		b.dedupe[st.id] = dd
-	}
-	dd[h] = summarize(res)
+	pt.dedupe[h] = summarize(res)
 	if d.Rejection != nil {
-		b.outcomes[outcomeRejected]++
+		pt.outcomes[outcomeRejected]++
 	} else {
-		b.outcomes[outcomeAccepted]++
+		pt.outcomes[outcomeAccepted]++
 	}
 	for _, rec := range out {
-		b.produce(rec)
+		pt.b.emit(rec)
 	}
 	return nil
 }
 
 // seen returns the first outcome of the command hashed to h if it was
 // processed within the dedupe window, in this batch or a committed one.
-func (b *batch) seen(st *partition, h uint64) (firstOutcome, bool) {
-	if o, ok := b.dedupe[st.id][h]; ok {
+func (pt *part) seen(h uint64) (firstOutcome, bool) {
+	if o, ok := pt.dedupe[h]; ok {
 		return o, true
 	}
-	o, ok := st.dedupe[h]
-	return o, ok && o.at >= b.now.Add(-b.p.cfg.DedupeWindow).UnixMilli()
+	o, ok := pt.st.dedupe[h]
+	return o, ok && o.at >= pt.b.now.Add(-pt.b.p.cfg.DedupeWindow).UnixMilli()
 }
 
 // account returns the aggregate's state as of this batch.
-func (b *batch) account(st *partition, id string) domain.Account {
-	if a, ok := b.accounts[st.id][id]; ok {
+func (pt *part) account(id string) domain.Account {
+	if a, ok := pt.accounts[id]; ok {
 		return a
 	}
-	return st.accounts[id]
+	return pt.st.accounts[id]
 }
 
 // outputs builds the records a decision writes: its events, its result and
-// its saga commands (snapshots are written once per batch).
-func (b *batch) outputs(r *kgo.Record, cmd domain.Command, d domain.Decision, next domain.Account, saga bool) ([]*kgo.Record, *codec.CommandResult, error) {
-	p := b.p
+// its saga commands (snapshots are written once per batch). The slice and
+// the result are scratch, valid until the next call.
+func (pt *part) outputs(r *kgo.Record, cmd domain.Command, d domain.Decision, next domain.Account, origin []byte) ([]*kgo.Record, *codec.CommandResult, error) {
+	p := pt.b.p
 	env := cmd.Env()
-	var out []*kgo.Record
-	refs := make([]codec.EventRef, 0, len(d.Events))
+	out := pt.out[:0]
+	refs := pt.refs[:0]
 	for _, e := range d.Events {
 		v, err := fromEvent(e)
 		if err != nil {
 			return nil, nil, err
 		}
-		rec, err := b.record(p.names.Events, r.Partition, e.Meta().AggregateID+"/"+strconv.FormatInt(e.Meta().Version, 10), v)
+		m := e.Meta()
+		key := pt.mem.done(strconv.AppendInt(append(append(pt.mem.buf(), m.AggregateID...), '/'), m.Version, 10))
+		rec, err := pt.record(p.names.Events, r.Partition, key, v, nil, nil)
 		if err != nil {
 			return nil, nil, err
 		}
 		out = append(out, rec)
-		refs = append(refs, codec.EventRef{EventID: e.Meta().EventID, Type: e.Type(), Version: e.Meta().Version})
+		refs = append(refs, codec.EventRef{EventID: m.EventID, Type: e.Type(), Version: m.Version})
 	}
+	pt.refs = refs
 
-	res := &codec.CommandResult{
+	res := &pt.res
+	*res = codec.CommandResult{
 		CommandID:     env.CommandID,
 		AggregateID:   env.AggregateID,
 		CommandType:   cmd.Type(),
@@ -304,22 +366,17 @@ func (b *batch) outputs(r *kgo.Record, cmd domain.Command, d domain.Decision, ne
 		Status:        statusAccepted,
 		Version:       next.Version,
 		Events:        refs,
-		ProcessedAt:   b.now,
+		ProcessedAt:   pt.b.now,
 	}
 	if d.Rejection != nil {
 		res.Status = statusRejected
 		res.Reason = string(d.Rejection.Reason)
 		res.Message = d.Rejection.Message
 	}
-	rec, err := b.record(p.names.Results, r.Partition, env.CommandID, res)
+	rec, err := pt.record(p.names.Results, r.Partition, pt.mem.copyBytes(env.CommandID), res, origin, nil)
 	if err != nil {
 		return nil, nil, err
 	}
-	origin := OriginUpstream
-	if saga {
-		origin = OriginProcessor
-	}
-	rec.Headers = append(rec.Headers, kgo.RecordHeader{Key: HeaderOrigin, Value: []byte(origin)})
 	out = append(out, rec)
 
 	for _, c := range d.Commands {
@@ -327,52 +384,59 @@ func (b *batch) outputs(r *kgo.Record, cmd domain.Command, d domain.Decision, ne
 		if err != nil {
 			return nil, nil, err
 		}
-		target := c.Env().AggregateID
-		part := kafkax.KeyPartition([]byte(target), p.nparts)
-		rec, err := b.record(p.names.Commands, part, target, v)
+		target := pt.mem.copyBytes(c.Env().AggregateID)
+		rec, err := pt.record(p.names.Commands, kafkax.KeyPartition(target, p.nparts), target, v, originProcessor, nil)
 		if err != nil {
 			return nil, nil, err
 		}
-		rec.Headers = append(rec.Headers, kgo.RecordHeader{Key: HeaderOrigin, Value: []byte(OriginProcessor)})
 		out = append(out, rec)
 	}
+	pt.out = out
 	return out, res, nil
 }
 
-// snapshots writes the latest state of every aggregate the batch touched.
-func (b *batch) snapshots() error {
-	for _, t := range b.touched {
-		a := b.accounts[t.partition][t.id]
-		rec, err := b.record(b.p.names.Snapshots, t.partition, t.id, toSnapshot(a))
+// snapshots writes the latest state of every aggregate the part changed.
+func (pt *part) snapshots() error {
+	for _, id := range pt.touched {
+		rec, err := pt.record(pt.b.p.names.Snapshots, pt.st.id, pt.mem.copyBytes(id), toSnapshot(pt.accounts[id]), nil, nil)
 		if err != nil {
-			return fmt.Errorf("snapshot of %q: %w", t.id, err)
+			return fmt.Errorf("snapshot of %q: %w", id, err)
 		}
-		b.produce(rec)
+		pt.b.emit(rec)
 	}
 	return nil
 }
 
-// record encodes v into a record for topic/partition with a type header.
-func (b *batch) record(topic string, partition int32, key string, v any) (*kgo.Record, error) {
-	val, err := b.p.cat.Encode(v)
+// Header values shared by the records the processor writes; franz-go only
+// reads them.
+var (
+	originUpstream  = []byte(OriginUpstream)
+	originProcessor = []byte(OriginProcessor)
+	duplicateTrue   = []byte("true")
+)
+
+// record encodes v into a record for topic/partition with a type header
+// and, when not nil, origin and duplicate headers.
+func (pt *part) record(topic string, partition int32, key []byte, v any, origin, duplicate []byte) (*kgo.Record, error) {
+	val, typeHeader, err := pt.b.p.cat.AppendEncodeNamed(pt.mem.buf(), v)
 	if err != nil {
 		return nil, err
 	}
-	typ, err := b.p.cat.Name(val)
-	if err != nil {
-		return nil, err
+	rec := pt.mem.record()
+	rec.Topic, rec.Partition, rec.Key, rec.Value = topic, partition, key, pt.mem.done(val)
+	rec.Headers = append(pt.mem.headers(3), kgo.RecordHeader{Key: HeaderType, Value: typeHeader})
+	if origin != nil {
+		rec.Headers = append(rec.Headers, kgo.RecordHeader{Key: HeaderOrigin, Value: origin})
 	}
-	return &kgo.Record{
-		Topic:     topic,
-		Partition: partition,
-		Key:       []byte(key),
-		Value:     val,
-		Headers:   []kgo.RecordHeader{{Key: HeaderType, Value: []byte(typ)}},
-	}, nil
+	if duplicate != nil {
+		rec.Headers = append(rec.Headers, kgo.RecordHeader{Key: HeaderDuplicate, Value: duplicate})
+	}
+	return rec, nil
 }
 
 // dlq copies r to the DLQ topic with the reason in its headers.
-func (b *batch) dlq(r *kgo.Record, typ, reason string) error {
+func (pt *part) dlq(r *kgo.Record, typ, reason string) error {
+	p := pt.b.p
 	hs := []kgo.RecordHeader{
 		{Key: HeaderError, Value: []byte(reason)},
 		{Key: HeaderSourceTopic, Value: []byte(r.Topic)},
@@ -382,26 +446,16 @@ func (b *batch) dlq(r *kgo.Record, typ, reason string) error {
 	if typ != "" {
 		hs = append(hs, kgo.RecordHeader{Key: HeaderType, Value: []byte(typ)})
 	}
-	b.produce(&kgo.Record{
-		Topic:     b.p.names.DLQ,
-		Partition: r.Partition % b.p.dlqParts,
+	pt.b.emit(&kgo.Record{
+		Topic:     p.names.DLQ,
+		Partition: r.Partition % p.dlqParts,
 		Key:       r.Key,
 		Value:     r.Value,
 		Headers:   hs,
 	})
-	b.outcomes[outcomeDLQ]++
-	b.p.log.Warn("record sent to the DLQ", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "reason", reason)
+	pt.outcomes[outcomeDLQ]++
+	p.log.Warn("record sent to the DLQ", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "reason", reason)
 	return nil
-}
-
-func (b *batch) produce(rec *kgo.Record) {
-	b.sess.Produce(b.ctx, rec, func(_ *kgo.Record, err error) {
-		if err != nil {
-			b.mu.Lock()
-			b.produceErr = errors.Join(b.produceErr, err)
-			b.mu.Unlock()
-		}
-	})
 }
 
 // clip bounds user-supplied strings quoted in messages.

@@ -6,13 +6,19 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Outcomes of a command, the "outcome" label of commands_total.
+// outcome is what became of a command record.
+type outcome uint8
+
 const (
-	outcomeAccepted  = "accepted"
-	outcomeRejected  = "rejected"
-	outcomeDuplicate = "duplicate"
-	outcomeDLQ       = "dlq"
+	outcomeAccepted outcome = iota
+	outcomeRejected
+	outcomeDuplicate
+	outcomeDLQ
+	numOutcomes
 )
+
+// outcomeLabels are the "outcome" label values of commands_total.
+var outcomeLabels = [numOutcomes]string{"accepted", "rejected", "duplicate", "dlq"}
 
 type metrics struct {
 	commands     *prometheus.CounterVec // outcome
@@ -47,7 +53,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Command partitions this processor owns and has restored.",
 		}),
 	}
-	for _, o := range []string{outcomeAccepted, outcomeRejected, outcomeDuplicate, outcomeDLQ} {
+	for _, o := range outcomeLabels {
 		m.commands.WithLabelValues(o)
 	}
 	for _, r := range []string{"committed", "aborted", "failed"} {

@@ -54,6 +54,9 @@ const (
 	// fetchMaxWait bounds how long a newly assigned partition can wait
 	// for its first fetch (franz-go's default is 5 s).
 	fetchMaxWait = 500 * time.Millisecond
+	// metadataMinAge bounds the pause after a CONCURRENT_TRANSACTIONS
+	// produce error (see Run).
+	metadataMinAge = 100 * time.Millisecond
 )
 
 // sagaSpace is mixed into the dedupe hash of saga command ids, so that an
@@ -210,6 +213,13 @@ func (p *Processor) Run(ctx context.Context) (err error) {
 		// fetch for the others is in flight (franz-go has one per broker)
 		// and sits idle until that fetch's wait ends.
 		kgo.FetchMaxWait(fetchMaxWait),
+		// With Kafka 4's transactions (KIP-890), a produce that follows
+		// a commit before the broker has written the commit markers is
+		// answered CONCURRENT_TRANSACTIONS. franz-go retries it after a
+		// metadata refresh, and refreshes are at least MetadataMinAge
+		// apart (default 5 s): the processor stalled for up to 5 s now
+		// and then. A short minimum age bounds that stall.
+		kgo.MetadataMinAge(metadataMinAge),
 		kgo.TransactionalID(p.cfg.Group+"-"+p.cfg.InstanceID),
 		// Deprecated as a no-op: franz-go now always requests stable
 		// offsets (KIP-447). Kept so that the requirement is explicit.

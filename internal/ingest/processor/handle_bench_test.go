@@ -1,0 +1,69 @@
+package processor
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/cqrs-ledger/ledger/internal/config"
+	"github.com/cqrs-ledger/ledger/internal/domain"
+	"github.com/cqrs-ledger/ledger/internal/kafkax"
+	"github.com/cqrs-ledger/ledger/internal/workload"
+)
+
+// BenchmarkHandle is the processor's own work per command record, without
+// Kafka: decode, decide, encode the outputs, stage and apply the state, in
+// batches of DefaultMaxBatch over 4 partitions, as in a transaction that
+// commits. Output records are counted and dropped. -cpu sets how many parts
+// of a batch are handled in parallel:
+//
+//	go test ./internal/ingest/processor -run '^$' -bench Handle -benchtime 200000x -cpu 1,2
+func BenchmarkHandle(b *testing.B) {
+	const nparts = 4
+	p, err := New(Config{Kafka: config.Kafka{Brokers: "127.0.0.1:9092"}, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		b.Fatal(err)
+	}
+	p.nparts, p.dlqParts = nparts, nparts
+	for id := range int32(nparts) {
+		p.parts[id] = &partition{id: id, accounts: map[string]domain.Account{}, dedupe: map[uint64]firstOutcome{}}
+	}
+	accounts := max(b.N/20, 10)
+	cmds := workload.Generate(workload.Options{Seed: 9, Accounts: accounts, Commands: max(b.N-accounts, 0), IDPrefix: "b-"})
+	recs, err := workload.Records(p.names.Commands, cmds)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for i, r := range recs {
+		r.Partition = kafkax.KeyPartition(r.Key, nparts)
+		r.Offset = int64(i)
+	}
+	var mu sync.Mutex
+	var written, bytes int64
+	emit := func(r *kgo.Record) {
+		written++
+		bytes += int64(len(r.Key) + len(r.Value))
+	}
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < len(recs); i += DefaultMaxBatch {
+		bt, err := p.newBatch(ctx, time.Now(), recs[i:min(i+DefaultMaxBatch, len(recs))])
+		if err != nil {
+			b.Fatal(err)
+		}
+		bt.emit = func(r *kgo.Record) { mu.Lock(); emit(r); mu.Unlock() }
+		if err := bt.handleAll(); err != nil {
+			b.Fatal(err)
+		}
+		bt.apply()
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(written)/float64(len(recs)), "records/cmd")
+	b.ReportMetric(float64(bytes)/float64(len(recs)), "B-written/cmd")
+}
