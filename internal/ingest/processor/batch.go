@@ -424,7 +424,14 @@ func (pt *part) record(topic string, partition int32, key []byte, v any, origin,
 	}
 	rec := pt.mem.record()
 	rec.Topic, rec.Partition, rec.Key, rec.Value = topic, partition, key, pt.mem.done(val)
-	rec.Headers = append(pt.mem.headers(3), kgo.RecordHeader{Key: HeaderType, Value: typeHeader})
+	n := 1
+	if origin != nil {
+		n++
+	}
+	if duplicate != nil {
+		n++
+	}
+	rec.Headers = append(pt.mem.headers(n), kgo.RecordHeader{Key: HeaderType, Value: typeHeader})
 	if origin != nil {
 		rec.Headers = append(rec.Headers, kgo.RecordHeader{Key: HeaderOrigin, Value: origin})
 	}
