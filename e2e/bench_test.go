@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"runtime/pprof"
 	"sort"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -36,7 +38,8 @@ import (
 // detection of the end do not count. A short warm-up round comes first
 // (the broker's JIT, page cache and segment files are cold after a start);
 // the reported figures are the medians of benchRounds measured rounds, each
-// of which is logged:
+// of which is logged. The two run under the pprof labels phase=processor and
+// phase=copy, for -cpuprofile with -tagfocus.
 //
 //	go test ./e2e -run '^$' -bench ProcessorVsCopy -benchtime 100000x
 func BenchmarkProcessorVsCopy(b *testing.B) {
@@ -93,6 +96,7 @@ func processorVsCopyRound(ctx context.Context, b *testing.B, n int) (roundResult
 
 	// 1. The processor, until it has consumed everything including the
 	//    saga commands it produced itself.
+	settle()
 	watch := &commitWatch{Registerer: prometheus.NewRegistry()}
 	pcfg := processor.Config{Kafka: s.kafka, Group: s.kafka.TopicPrefix + "processor", InstanceID: "bench",
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Registerer: watch}
@@ -106,7 +110,7 @@ func processorVsCopyRound(ctx context.Context, b *testing.B, n int) (roundResult
 	pctx, pcancel := context.WithCancel(ctx)
 	defer pcancel()
 	perr := make(chan error, 1)
-	go func() { perr <- p.Run(pctx) }()
+	go pprof.Do(pctx, pprof.Labels("phase", "processor"), func(c context.Context) { perr <- p.Run(c) })
 	if err := p.Ready(ctx); err != nil {
 		return res, fmt.Errorf("processor: %w", err)
 	}
@@ -161,8 +165,20 @@ func processorVsCopyRound(ctx context.Context, b *testing.B, n int) (roundResult
 	}
 
 	// 2. The copy: same consumption, same writes, no logic.
-	res.copy, err = runCopy(ctx, s, s.kafka.TopicPrefix+"copy", inputs, lastInput, outputs)
+	settle()
+	pprof.Do(ctx, pprof.Labels("phase", "copy"), func(ctx context.Context) {
+		res.copy, err = runCopy(ctx, s, s.kafka.TopicPrefix+"copy", inputs, lastInput, outputs)
+	})
 	return res, err
+}
+
+// settle lets the machine come to rest before a timed phase, so that
+// neither phase pays for the I/O of what came before it (producing the
+// commands, reading the outputs): it writes back dirty pages (a local
+// broker's) and pauses briefly.
+func settle() {
+	syscall.Sync()
+	time.Sleep(500 * time.Millisecond)
 }
 
 // commitWatch registers the processor's metrics and notes when its count of
