@@ -14,6 +14,10 @@
 // Every aggregate-keyed topic is co-partitioned: a command read from
 // commands partition p writes its events, snapshots and result to partition
 // p of their topics (a manual partitioner; the numbers are set explicitly).
+// An aggregate lives in one partition, so the records of a batch are split
+// by partition and the parts are decided in parallel (up to GOMAXPROCS at
+// once), each in offset order.
+//
 // Saga commands (CreditTransfer, RefundTransfer) go to the commands
 // partition of their target aggregate, computed with Kafka's murmur2 key
 // partitioner (kafkax.KeyPartition). A command whose key does not hash to
