@@ -7,6 +7,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/cqrs-ledger/ledger/internal/codec"
+	"github.com/cqrs-ledger/ledger/internal/domain"
 	"github.com/cqrs-ledger/ledger/internal/projection"
 	"github.com/cqrs-ledger/ledger/internal/projection/projectiontest"
 )
@@ -102,6 +103,32 @@ func TestGuard(t *testing.T) {
 	for _, c := range cases {
 		if got := projection.Guard(c.stored, c.version); got != c.want {
 			t.Errorf("%s: Guard(%d,%d)=%d, want %d", c.name, c.stored, c.version, got, c.want)
+		}
+	}
+}
+
+// TestEventTypeNames: the views name the events independently of the write
+// side's domain package (the read side does not import it); the names must
+// still be the same, and each must be a schema the codec knows.
+func TestEventTypeNames(t *testing.T) {
+	names := map[string]bool{}
+	for _, n := range codec.Default().Names() {
+		names[n] = true
+	}
+	for _, pair := range [][2]string{
+		{projection.TypeAccountOpened, domain.TypeAccountOpened},
+		{projection.TypeFundsDeposited, domain.TypeFundsDeposited},
+		{projection.TypeFundsWithdrawn, domain.TypeFundsWithdrawn},
+		{projection.TypeTransferDebited, domain.TypeTransferDebited},
+		{projection.TypeTransferCredited, domain.TypeTransferCredited},
+		{projection.TypeTransferRefunded, domain.TypeTransferRefunded},
+		{projection.TypeAccountClosed, domain.TypeAccountClosed},
+	} {
+		if pair[0] != pair[1] {
+			t.Errorf("projection names %q, the domain %q", pair[0], pair[1])
+		}
+		if !names[pair[0]] {
+			t.Errorf("%q is not a schema in the codec catalog", pair[0])
 		}
 	}
 }
