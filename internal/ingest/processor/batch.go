@@ -438,7 +438,19 @@ func (pt *part) record(topic string, partition int32, key []byte, v any, origin,
 	if duplicate != nil {
 		rec.Headers = append(rec.Headers, kgo.RecordHeader{Key: HeaderDuplicate, Value: duplicate})
 	}
+	if size := recordSize(rec); size > maxRecordBytes {
+		return nil, fmt.Errorf("%s record of %d bytes is over the %d-byte record limit", typeHeader, size, maxRecordBytes)
+	}
 	return rec, nil
+}
+
+// recordSize is an upper bound of what r takes in a produce request.
+func recordSize(r *kgo.Record) int {
+	n := recordOverhead + len(r.Key) + len(r.Value)
+	for _, h := range r.Headers {
+		n += len(h.Key) + len(h.Value)
+	}
+	return n
 }
 
 // dlq copies r to the DLQ topic with the reason in its headers.
@@ -453,13 +465,21 @@ func (pt *part) dlq(r *kgo.Record, typ, reason string) error {
 	if typ != "" {
 		hs = append(hs, kgo.RecordHeader{Key: HeaderType, Value: []byte(typ)})
 	}
-	pt.b.emit(&kgo.Record{
+	rec := &kgo.Record{
 		Topic:     p.names.DLQ,
 		Partition: r.Partition % p.dlqParts,
 		Key:       r.Key,
 		Value:     r.Value,
 		Headers:   hs,
-	})
+	}
+	if size := recordSize(rec); size > maxRecordBytes {
+		// Only possible for a command at the very limit: the reason
+		// headers do not fit beside it. The DLQ record points at it.
+		rec.Value = nil
+		reason += fmt.Sprintf(" (the %d-byte value is left out of this record, which would be over the %d-byte record limit; read it at the source offset)", len(r.Value), maxRecordBytes)
+		hs[0].Value = []byte(reason)
+	}
+	pt.b.emit(rec)
 	pt.outcomes[outcomeDLQ]++
 	p.log.Warn("record sent to the DLQ", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "reason", reason)
 	return nil

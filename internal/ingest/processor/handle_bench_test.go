@@ -23,16 +23,25 @@ import (
 // of a batch are handled in parallel:
 //
 //	go test ./internal/ingest/processor -run '^$' -bench Handle -benchtime 200000x -cpu 1,2
-func BenchmarkHandle(b *testing.B) {
-	const nparts = 4
+//
+// bareProcessor is a processor that owns nparts empty partitions, for
+// handling batches without Kafka.
+func bareProcessor(tb testing.TB, nparts int32) *Processor {
+	tb.Helper()
 	p, err := New(Config{Kafka: config.Kafka{Brokers: "127.0.0.1:9092"}, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 	p.nparts, p.dlqParts = nparts, nparts
-	for id := range int32(nparts) {
+	for id := range nparts {
 		p.parts[id] = &partition{id: id, accounts: map[string]domain.Account{}, dedupe: map[uint64]firstOutcome{}}
 	}
+	return p
+}
+
+func BenchmarkHandle(b *testing.B) {
+	const nparts = 4
+	p := bareProcessor(b, nparts)
 	accounts := max(b.N/20, 10)
 	cmds := workload.Generate(workload.Options{Seed: 9, Accounts: accounts, Commands: max(b.N-accounts, 0), IDPrefix: "b-"})
 	recs, err := workload.Records(p.names.Commands, cmds)

@@ -57,6 +57,9 @@ func newEnv(t *testing.T) *env {
 		prod: testenv.KafkaClient(t,
 			kgo.DefaultProduceTopic(names.Commands),
 			kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)),
+			// Up to Kafka's default max.message.bytes, as a Java
+			// producer with max.request.size 1 MiB may send.
+			kgo.ProducerBatchMaxBytes(1_048_588),
 		),
 		reg: prometheus.NewRegistry(),
 	}

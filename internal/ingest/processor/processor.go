@@ -54,6 +54,16 @@ const (
 	// fetchMaxWait bounds how long a newly assigned partition can wait
 	// for its first fetch (franz-go's default is 5 s).
 	fetchMaxWait = 500 * time.Millisecond
+	// maxRecordBytes bounds every record the processor writes: Kafka's
+	// default max.message.bytes (1 MiB + 12), which the topology keeps.
+	// The producer's batch limit is raised to it (franz-go's default is
+	// 1,000,012), so that any command a Kafka producer could write can at
+	// least be copied to the DLQ. An output over it sends its command to
+	// the DLQ instead of failing the transaction over and over.
+	maxRecordBytes = 1_048_588
+	// recordOverhead is what a record batch holding one record adds to the
+	// record's key, value and headers (batch header, record framing).
+	recordOverhead = 512
 	// metadataMinAge bounds the pause after a CONCURRENT_TRANSACTIONS
 	// produce error (see Run).
 	metadataMinAge = 100 * time.Millisecond
@@ -225,6 +235,7 @@ func (p *Processor) Run(ctx context.Context) (err error) {
 		// offsets (KIP-447). Kept so that the requirement is explicit.
 		//lint:ignore SA1019 documents a hard requirement of this design
 		kgo.RequireStableFetchOffsets(),
+		kgo.ProducerBatchMaxBytes(maxRecordBytes),
 		// Every output record's partition is set explicitly.
 		kgo.RecordPartitioner(kgo.ManualPartitioner()),
 		// Rebalances (and the assignment callbacks that touch the state)

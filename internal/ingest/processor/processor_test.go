@@ -263,6 +263,29 @@ func TestPoisonRecords(t *testing.T) {
 	}
 }
 
+// TestOversizedOutputAgainstTheBroker: a command the broker accepted whose
+// event would not fit the broker's record limit goes to the DLQ, and the
+// partition goes on (without the guard, every retry of the transaction
+// failed the same way and the processor stopped).
+func TestOversizedOutputAgainstTheBroker(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.start("a")
+	big := deposit("big", "acc-big", 5)
+	big.Reference = strings.Repeat("r", 1_048_588-400)
+	e.send(open("o", "acc-big", "EUR"), big, deposit("small", "acc-big", 7))
+
+	got := e.reader(e.names.Results).results("o", "small")
+	if got["small"].Status != "ACCEPTED" || got["small"].Version != 2 {
+		t.Errorf("command after the oversized one: %+v", got["small"])
+	}
+	dlq := e.reader(e.names.DLQ).until("1 DLQ record", func(rs []*kgo.Record) bool { return len(rs) >= 1 })
+	if reason := headerOf(dlq[0], processor.HeaderError); !strings.Contains(reason, "record limit") || string(dlq[0].Key) != "acc-big" {
+		t.Errorf("DLQ record: key %q reason %q", dlq[0].Key, reason)
+	}
+	t.Logf("DLQ: %s", headerOf(dlq[0], processor.HeaderError))
+}
+
 // TestRestoreAfterRestart: a new processor in the same group restores the
 // balance from snapshots and the dedupe index from results.
 func TestRestoreAfterRestart(t *testing.T) {
