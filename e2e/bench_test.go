@@ -41,7 +41,7 @@ import (
 // of which is logged. The two run under the pprof labels phase=processor and
 // phase=copy, for -cpuprofile with -tagfocus.
 //
-//	go test ./e2e -run '^$' -bench ProcessorVsCopy -benchtime 100000x
+//	go test ./e2e -run '^$' -bench ProcessorVsCopy -benchtime 200000x
 func BenchmarkProcessorVsCopy(b *testing.B) {
 	const benchRounds = 3
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)

@@ -22,7 +22,7 @@ import (
 // commits. Output records are counted and dropped. -cpu sets how many parts
 // of a batch are handled in parallel:
 //
-//	go test ./internal/ingest/processor -run '^$' -bench Handle -benchtime 200000x -cpu 1,2
+//	go test ./internal/ingest/processor -run '^$' -bench Handle -benchtime 125000x -cpu 1,2
 //
 // bareProcessor is a processor that owns nparts empty partitions, for
 // handling batches without Kafka.
