@@ -205,6 +205,8 @@ func Apply(ctx context.Context, adm *kadm.Client, p Plan) error {
 		return err
 	}
 	var created []string
+	altered := map[string]map[string]string{} // topic → config → value set
+	grown := map[string]int32{}               // topic → partition count set
 	for _, c := range p.Changes {
 		t := c.Topic
 		switch c.Kind {
@@ -225,6 +227,7 @@ func Apply(ctx context.Context, adm *kadm.Client, p Plan) error {
 			if err != nil {
 				return fmt.Errorf("add partitions to %s: %w", t.Name, err)
 			}
+			grown[t.Name] = t.Partitions
 		case AlterConfigs:
 			var alters []kadm.AlterConfig
 			for _, k := range sortedKeys(c.Configs) {
@@ -242,15 +245,68 @@ func Apply(ctx context.Context, adm *kadm.Client, p Plan) error {
 			if err != nil {
 				return fmt.Errorf("alter configs of %s: %w", t.Name, err)
 			}
+			altered[t.Name] = map[string]string{}
+			for k, v := range c.Configs {
+				altered[t.Name][k] = v[1]
+			}
 		}
 	}
-	return awaitTopics(ctx, adm, created)
+	if err := awaitTopics(ctx, adm, created, nil); err != nil {
+		return err
+	}
+	if err := awaitTopics(ctx, adm, sortedKeys(grown), grown); err != nil {
+		return err
+	}
+	return awaitConfigs(ctx, adm, altered)
+}
+
+// awaitConfigs waits until the brokers describe every altered config with
+// its new value: a broker applies config changes from the controller
+// asynchronously, and a plan made right after Apply must see them.
+func awaitConfigs(ctx context.Context, adm *kadm.Client, want map[string]map[string]string) error {
+	if len(want) == 0 {
+		return nil
+	}
+	topics := sortedKeys(want)
+	for {
+		rcs, err := adm.DescribeTopicConfigs(ctx, topics...)
+		if err == nil {
+			seen := 0
+			for _, rc := range rcs {
+				if rc.Err != nil {
+					continue
+				}
+				ok := true
+				for k, v := range want[rc.Name] {
+					found := false
+					for _, c := range rc.Configs {
+						if c.Key == k && c.Value != nil && normalize(k, *c.Value) == normalize(k, v) {
+							found = true
+						}
+					}
+					ok = ok && found
+				}
+				if ok {
+					seen++
+				}
+			}
+			if seen == len(topics) {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("altered configs did not become visible: %w", ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // awaitTopics waits until every topic is in the cluster metadata with a leader
-// for each partition: brokers learn of new topics asynchronously, and a plan
-// made right after Apply must see what Apply created.
-func awaitTopics(ctx context.Context, adm *kadm.Client, topics []string) error {
+// for each partition (and, for those in partitions, at least that many):
+// brokers learn of new topics and partitions asynchronously, and a plan made
+// right after Apply must see what Apply did.
+func awaitTopics(ctx context.Context, adm *kadm.Client, topics []string, partitions map[string]int32) error {
 	if len(topics) == 0 {
 		return nil
 	}
@@ -260,7 +316,7 @@ func awaitTopics(ctx context.Context, adm *kadm.Client, topics []string) error {
 			ready := 0
 			for _, n := range topics {
 				d, ok := details[n]
-				if ok && d.Err == nil && len(d.Partitions) > 0 && allLed(d.Partitions) {
+				if ok && d.Err == nil && len(d.Partitions) > 0 && int32(len(d.Partitions)) >= partitions[n] && allLed(d.Partitions) {
 					ready++
 				}
 			}
@@ -270,7 +326,7 @@ func awaitTopics(ctx context.Context, adm *kadm.Client, topics []string) error {
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("created topics did not appear in the metadata: %w", ctx.Err())
+			return fmt.Errorf("created or grown topics did not appear in the metadata: %w", ctx.Err())
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
