@@ -102,21 +102,8 @@ func MakePlan(ctx context.Context, adm *kadm.Client, topics []Topic, opts PlanOp
 	}
 	current := map[string]map[string]string{}
 	if len(existing) > 0 {
-		rcs, err := adm.DescribeTopicConfigs(ctx, existing...)
-		if err != nil {
-			return Plan{}, fmt.Errorf("describe topic configs: %w", err)
-		}
-		for _, rc := range rcs {
-			if rc.Err != nil {
-				return Plan{}, fmt.Errorf("describe configs of %s: %w", rc.Name, rc.Err)
-			}
-			m := map[string]string{}
-			for _, c := range rc.Configs {
-				if c.Value != nil {
-					m[c.Key] = *c.Value
-				}
-			}
-			current[rc.Name] = m
+		if current, err = describeConfigs(ctx, adm, existing); err != nil {
+			return Plan{}, err
 		}
 	}
 
@@ -267,39 +254,54 @@ func awaitConfigs(ctx context.Context, adm *kadm.Client, want map[string]map[str
 	if len(want) == 0 {
 		return nil
 	}
-	topics := sortedKeys(want)
-	for {
-		rcs, err := adm.DescribeTopicConfigs(ctx, topics...)
-		if err == nil {
-			seen := 0
-			for _, rc := range rcs {
-				if rc.Err != nil {
-					continue
+	return waitUntil(ctx, 100*time.Millisecond, "altered configs did not become visible", func() bool {
+		current, err := describeConfigs(ctx, adm, sortedKeys(want))
+		if err != nil {
+			return false
+		}
+		for topic, configs := range want {
+			for k, v := range configs {
+				if have, ok := current[topic][k]; !ok || normalize(k, have) != normalize(k, v) {
+					return false
 				}
-				ok := true
-				for k, v := range want[rc.Name] {
-					found := false
-					for _, c := range rc.Configs {
-						if c.Key == k && c.Value != nil && normalize(k, *c.Value) == normalize(k, v) {
-							found = true
-						}
-					}
-					ok = ok && found
-				}
-				if ok {
-					seen++
-				}
-			}
-			if seen == len(topics) {
-				return nil
 			}
 		}
+		return true
+	})
+}
+
+// describeConfigs returns the configs with a value of each topic.
+func describeConfigs(ctx context.Context, adm *kadm.Client, topics []string) (map[string]map[string]string, error) {
+	rcs, err := adm.DescribeTopicConfigs(ctx, topics...)
+	if err != nil {
+		return nil, fmt.Errorf("describe topic configs: %w", err)
+	}
+	out := make(map[string]map[string]string, len(rcs))
+	for _, rc := range rcs {
+		if rc.Err != nil {
+			return nil, fmt.Errorf("describe configs of %s: %w", rc.Name, rc.Err)
+		}
+		m := map[string]string{}
+		for _, c := range rc.Configs {
+			if c.Value != nil {
+				m[c.Key] = *c.Value
+			}
+		}
+		out[rc.Name] = m
+	}
+	return out, nil
+}
+
+// waitUntil calls ready every interval until it reports true or ctx ends.
+func waitUntil(ctx context.Context, interval time.Duration, timeoutMsg string, ready func() bool) error {
+	for !ready() {
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("altered configs did not become visible: %w", ctx.Err())
-		case <-time.After(100 * time.Millisecond):
+			return fmt.Errorf("%s: %w", timeoutMsg, ctx.Err())
+		case <-time.After(interval):
 		}
 	}
+	return nil
 }
 
 // awaitTopics waits until every topic is in the cluster metadata with a leader
@@ -310,26 +312,19 @@ func awaitTopics(ctx context.Context, adm *kadm.Client, topics []string, partiti
 	if len(topics) == 0 {
 		return nil
 	}
-	for {
+	return waitUntil(ctx, 200*time.Millisecond, "created or grown topics did not appear in the metadata", func() bool {
 		details, err := adm.ListTopics(ctx, topics...)
-		if err == nil {
-			ready := 0
-			for _, n := range topics {
-				d, ok := details[n]
-				if ok && d.Err == nil && len(d.Partitions) > 0 && int32(len(d.Partitions)) >= partitions[n] && allLed(d.Partitions) {
-					ready++
-				}
-			}
-			if ready == len(topics) {
-				return nil
+		if err != nil {
+			return false
+		}
+		for _, n := range topics {
+			d, ok := details[n]
+			if !ok || d.Err != nil || len(d.Partitions) == 0 || int32(len(d.Partitions)) < partitions[n] || !allLed(d.Partitions) {
+				return false
 			}
 		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("created or grown topics did not appear in the metadata: %w", ctx.Err())
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
+		return true
+	})
 }
 
 // Write prints the plan for people, one line per topic.
