@@ -1,7 +1,6 @@
 package processor
 
 import (
-	"context"
 	"strings"
 	"sync"
 	"testing"
@@ -22,17 +21,9 @@ func handleRecords(t *testing.T, p *Processor, key string, values ...[]byte) []*
 	for i, v := range values {
 		recs = append(recs, &kgo.Record{Topic: p.names.Commands, Partition: part, Offset: int64(i), Key: []byte(key), Value: v})
 	}
-	b, err := p.newBatch(context.Background(), time.Now(), recs)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var mu sync.Mutex
 	var out []*kgo.Record
-	b.emit = func(r *kgo.Record) { mu.Lock(); out = append(out, r); mu.Unlock() }
-	if err := b.handleAll(); err != nil {
-		t.Fatal(err)
-	}
-	b.apply()
+	runBatch(t, p, recs, func(r *kgo.Record) { mu.Lock(); out = append(out, r); mu.Unlock() })
 	return out
 }
 
