@@ -125,9 +125,13 @@ func processorVsCopyRound(ctx context.Context, b *testing.B, n int) (roundResult
 
 	// What the processor wrote.
 	outputs := map[int32][]*kgo.Record{} // by command partition, in order
+	// keep notes r as one of the records the copy writes again.
+	keep := func(r *kgo.Record) {
+		outputs[r.Partition] = append(outputs[r.Partition], &kgo.Record{Topic: r.Topic, Partition: r.Partition, Key: r.Key, Value: r.Value, Headers: r.Headers})
+	}
 	for _, topic := range []string{s.names.Events, s.names.Snapshots, s.names.Results} {
 		err := kafkax.ReadAll(ctx, s.kafka, topic, func(r *kgo.Record) error {
-			outputs[r.Partition] = append(outputs[r.Partition], &kgo.Record{Topic: r.Topic, Partition: r.Partition, Key: r.Key, Value: r.Value, Headers: r.Headers})
+			keep(r)
 			return nil
 		})
 		if err != nil {
@@ -146,7 +150,7 @@ func processorVsCopyRound(ctx context.Context, b *testing.B, n int) (roundResult
 		lastInput[r.Partition] = r.Offset
 		for _, h := range r.Headers {
 			if h.Key == processor.HeaderOrigin {
-				outputs[r.Partition] = append(outputs[r.Partition], &kgo.Record{Topic: r.Topic, Partition: r.Partition, Key: r.Key, Value: r.Value, Headers: r.Headers})
+				keep(r)
 			}
 		}
 		return nil
