@@ -71,7 +71,8 @@ func TestHTTPEndToEnd(t *testing.T) {
 		{"transfer to self", cmd{"type": "TransferFunds", "command_id": "c14", "transfer_id": "t0", "from_account_id": "a", "to_account_id": "a", "amount": 1}, 422, "rejected", "same_account", 4},
 		{"transfer a→b", cmd{"type": "TransferFunds", "command_id": "c15", "transfer_id": "t1", "from_account_id": "a", "to_account_id": "b", "amount": 100}, 200, "accepted", "", 5},
 		{"transfer a→u (other currency, refunded)", cmd{"type": "TransferFunds", "command_id": "c16", "transfer_id": "t2", "from_account_id": "a", "to_account_id": "u", "amount": 50}, 200, "accepted", "", 6},
-		{"transfer a→missing (refunded)", cmd{"type": "TransferFunds", "command_id": "c17", "transfer_id": "t3", "from_account_id": "a", "to_account_id": "ghost", "amount": 25}, 200, "accepted", "", 7},
+		// After t2's refund (version 7 of a; see settleAfter), so this debit is 8.
+		{"transfer a→missing (refunded)", cmd{"type": "TransferFunds", "command_id": "c17", "transfer_id": "t3", "from_account_id": "a", "to_account_id": "ghost", "amount": 25}, 200, "accepted", "", 8},
 		{"transfer beyond funds", cmd{"type": "TransferFunds", "command_id": "c18", "transfer_id": "t4", "from_account_id": "a", "to_account_id": "b", "amount": 1_000_000}, 422, "rejected", "insufficient_funds", 0}, // version races with the refunds
 		{"close a with money", cmd{"type": "CloseAccount", "command_id": "c19", "account_id": "a"}, 422, "rejected", "balance_not_zero", 0},
 		{"internal command refused", cmd{"type": "CreditTransfer", "command_id": "c20", "account_id": "a"}, 400, "invalid_command", "", 0},
@@ -80,6 +81,10 @@ func TestHTTPEndToEnd(t *testing.T) {
 		{"repeat of an accepted deposit", cmd{"type": "DepositFunds", "command_id": "c6", "account_id": "a", "amount": 1000}, 200, "accepted", "", 2},
 		{"repeat of a rejection", cmd{"type": "WithdrawFunds", "command_id": "c9", "account_id": "a", "amount": 5000}, 422, "rejected", "insufficient_funds", 2},
 	}
+	// The saga refunds asynchronously, so a debit's version depends on
+	// whether an earlier transfer's refund came first. After these commands
+	// the test waits until that many transfers are settled.
+	settleAfter := map[string]int{"c16": 2}
 	for _, st := range steps {
 		code, body := post(t, p.addr, wait, st.body)
 		if code != st.status {
@@ -97,6 +102,9 @@ func TestHTTPEndToEnd(t *testing.T) {
 			if body["error"] != st.outcome {
 				t.Fatalf("%s: error %v, want %s", st.name, body, st.outcome)
 			}
+		}
+		if n := settleAfter[st.body["command_id"].(string)]; n > 0 {
+			waitTransfers(t, ctx, s, n)
 		}
 	}
 
