@@ -2,11 +2,15 @@ package main
 
 import (
 	"context"
+	"database/sql"
+	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"sync/atomic"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	"github.com/cqrs-ledger/ledger/internal/ops"
@@ -83,6 +87,171 @@ func (m marker) write(ctx context.Context, gen int, state string) error {
 	return nil
 }
 
+// settleSwitch records where an interrupted switch to gen stands, read off
+// the tables: gen's tables not renamed yet means the old generation (gen-1)
+// is still the live one; renamed means gen is (its group's offsets were
+// committed before the rename). It returns the generation now current.
+func settleSwitch(ctx context.Context, conn driver.Conn, m marker, opts chsink.Options, gen int) (int, error) {
+	swapped, err := chsink.Swapped(ctx, conn, opts, gen)
+	if err != nil {
+		return 0, err
+	}
+	cur := gen - 1
+	if swapped {
+		cur = gen
+	}
+	if err := m.write(ctx, cur, stateCurrent); err != nil {
+		return 0, err
+	}
+	return cur, nil
+}
+
+// chLock is the ClickHouse view's rebuild lock: the table
+// projector_rebuild_lock exists while a rebuild holds it. CREATE TABLE is
+// atomic, so of two rebuilds creating it one wins. Its first row (lowest
+// seq) names the owner; the owner adds a row per renewal, stamped with the
+// server's now(). A lock not renewed for lockLease is dropped and taken
+// over; two rebuilds taking over one dead lock in the same instant could
+// both succeed (the drop of one may hit the other's fresh lock).
+type chLock struct {
+	conn driver.Conn
+	db   string
+}
+
+const lockTable = "projector_rebuild_lock"
+
+func (l chLock) table() string { return l.db + "." + lockTable }
+
+// errTableExists and errNoTable are ClickHouse's TABLE_ALREADY_EXISTS and
+// UNKNOWN_TABLE.
+const (
+	errTableExists = 57
+	errNoTable     = 60
+)
+
+func isCode(err error, code int32) bool {
+	var e *clickhouse.Exception
+	return errors.As(err, &e) && e.Code == code
+}
+
+// holder returns the lock's owner and how long ago (server clock) it was
+// last renewed; held is false when there is no lock. A lock table without
+// rows (being created) counts as renewed when it was created.
+func (l chLock) holder(ctx context.Context) (owner string, age time.Duration, held bool, err error) {
+	var created int64
+	err = l.conn.QueryRow(ctx, "SELECT toUInt32(now()) - toUInt32(metadata_modification_time) FROM system.tables WHERE database = ? AND name = ?",
+		l.db, lockTable).Scan(&created)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", 0, false, nil
+	}
+	if err != nil {
+		return "", 0, false, fmt.Errorf("clickhouse: read %s: %w", l.table(), err)
+	}
+	var since int64
+	var rows uint64
+	err = l.conn.QueryRow(ctx, "SELECT argMin(owner, seq), toUInt32(now()) - toUInt32(max(at)), count() FROM "+l.table()).Scan(&owner, &since, &rows)
+	switch {
+	case isCode(err, errNoTable):
+		return "", 0, false, nil
+	case err != nil:
+		return "", 0, false, fmt.Errorf("clickhouse: read %s: %w", l.table(), err)
+	case rows == 0:
+		return "", time.Duration(created) * time.Second, true, nil
+	}
+	return owner, time.Duration(since) * time.Second, true, nil
+}
+
+// alive reports whether a rebuild holds the lock and renewed it within
+// lockLease.
+func (l chLock) alive(ctx context.Context) (bool, error) {
+	_, age, held, err := l.holder(ctx)
+	return held && age < lockLease, err
+}
+
+func (l chLock) acquire(ctx context.Context, owner string) error {
+	for range 3 {
+		err := l.conn.Exec(ctx, "CREATE TABLE "+l.table()+" ENGINE = MergeTree ORDER BY seq AS SELECT toString(?) AS owner, toUInt64(?) AS seq, now() AS at",
+			owner, uint64(time.Now().UnixNano()))
+		if err == nil {
+			return nil
+		}
+		if !isCode(err, errTableExists) {
+			return fmt.Errorf("clickhouse: create %s: %w", l.table(), err)
+		}
+		holder, age, held, err := l.holder(ctx)
+		if err != nil {
+			return err
+		}
+		if held && age < lockLease {
+			if holder == "" {
+				holder = "a rebuild starting"
+			}
+			return fmt.Errorf("another rebuild of the clickhouse view is running: %s holds %s, renewed %s ago", holder, l.table(), age)
+		}
+		if held {
+			// Its holder stopped renewing it: take it over.
+			if err := l.conn.Exec(ctx, "DROP TABLE IF EXISTS "+l.table()); err != nil {
+				return fmt.Errorf("clickhouse: drop the lapsed %s of %s: %w", l.table(), holder, err)
+			}
+		}
+	}
+	return fmt.Errorf("clickhouse: could not take %s: it kept changing hands", l.table())
+}
+
+func (l chLock) renew(ctx context.Context, owner string) error {
+	holder, _, held, err := l.holder(ctx)
+	if err != nil {
+		return err
+	}
+	if !held || holder != owner {
+		return errLockLost
+	}
+	if err := l.conn.Exec(ctx, "INSERT INTO "+l.table()+" SELECT toString(?), toUInt64(?), now()", owner, uint64(time.Now().UnixNano())); err != nil {
+		return fmt.Errorf("clickhouse: renew %s: %w", l.table(), err)
+	}
+	return nil
+}
+
+func (l chLock) release(ctx context.Context, owner string) error {
+	holder, _, held, err := l.holder(ctx)
+	if err != nil || !held || holder != owner {
+		return err
+	}
+	if err := l.conn.Exec(ctx, "DROP TABLE IF EXISTS "+l.table()); err != nil {
+		return fmt.Errorf("clickhouse: drop %s: %w", l.table(), err)
+	}
+	return nil
+}
+
+// watchGeneration is the live projectors' view of the marker. While a
+// rebuild switches they pause; if the rebuild died in the switch (its lock
+// lapsed), they settle the switch from the tables and go on.
+func watchGeneration(conn driver.Conn, m marker, opts chsink.Options, log *slog.Logger) func(context.Context) (projector.Generation, error) {
+	lk := chLock{conn, m.db}
+	return func(ctx context.Context) (projector.Generation, error) {
+		gen, state, err := m.read(ctx)
+		if err != nil || state != stateSwitching {
+			return projector.Generation{Gen: gen}, err
+		}
+		paused := projector.Generation{Gen: gen, Paused: true}
+		alive, err := lk.alive(ctx)
+		if err != nil {
+			log.Warn("cannot tell whether the switching rebuild is alive; staying paused", "err", err)
+			return paused, nil
+		}
+		if alive {
+			return paused, nil
+		}
+		cur, err := settleSwitch(ctx, conn, m, opts, gen)
+		if err != nil {
+			log.Error("the rebuild switching to this generation is gone, and its switch cannot be settled; staying paused", "generation", gen, "err", err)
+			return paused, nil
+		}
+		log.Warn("the rebuild switching generations is gone (its lock lapsed); switch settled from the tables", "switching_to", gen, "current", cur)
+		return projector.Generation{Gen: cur}, nil
+	}
+}
+
 // resettingView drops the View's cache before the first Apply after an
 // assignment: another instance may have written the tables meanwhile.
 // OnAssigned runs on the client's group goroutine, Apply on the
@@ -121,10 +290,7 @@ func serveClickHouse(ctx context.Context, s *ops.Service, c common, base project
 	}
 	log := s.Log.With("sink", "clickhouse")
 	f, err := projector.NewFollower(projector.FollowConfig{
-		Watch: func(ctx context.Context) (projector.Generation, error) {
-			gen, state, err := m.read(ctx)
-			return projector.Generation{Gen: gen, Paused: state == stateSwitching}, err
-		},
+		Watch: watchGeneration(conn, m, opts, log),
 		Build: func(ctx context.Context, gen int) (projector.Config, error) {
 			// After a swap the live names hold the new tables; a new View has
 			// no cached state of the old ones.
@@ -167,16 +333,28 @@ func (r rebuilder) rebuildClickHouse(ctx context.Context) (err error) {
 	if err := m.ensure(ctx); err != nil {
 		return err
 	}
+	opts := chsink.Options{Database: r.ch.Database, Cluster: r.ch.Cluster}
+	outer := ctx
+	lock, ctx, err := takeLock(ctx, chLock{conn, r.ch.Database}, r.log.With("view", "clickhouse"))
+	if err != nil {
+		return err
+	}
+	defer lock.release(context.WithoutCancel(outer))
 	old, state, err := m.read(ctx)
 	if err != nil {
 		return err
 	}
-	if state != stateCurrent {
-		return fmt.Errorf("clickhouse: generation %d is %q: another rebuild is switching (or one died mid-switch: insert a %q row to recover)", old, state, stateCurrent)
+	if state == stateSwitching {
+		// This rebuild holds the lock, so the one that was switching is gone.
+		cur, err := settleSwitch(ctx, conn, m, opts, old)
+		if err != nil {
+			return fmt.Errorf("an earlier rebuild stopped while switching to generation %d: %w", old, err)
+		}
+		r.log.Warn("an earlier rebuild stopped while switching generations; settled from the tables", "switching_to", old, "current", cur)
+		old = cur
 	}
 	gen := old + 1
 	log := r.log.With("view", "clickhouse", "generation", gen)
-	opts := chsink.Options{Database: r.ch.Database, Cluster: r.ch.Cluster}
 	if err := chsink.Migrate(ctx, conn, opts); err != nil {
 		return err
 	}
@@ -210,17 +388,27 @@ func (r rebuilder) rebuildClickHouse(ctx context.Context) (err error) {
 	}
 
 	// Pause the live projectors: nothing may write the live names across
-	// the RENAME. From here on, any failure un-pauses the old generation.
+	// the RENAME. From here on, a failure settles the switch from the
+	// tables (renamed or not) and so un-pauses them; if even that fails,
+	// they settle it themselves once this rebuild's lock lapses. A rebuild
+	// that lost its lock settles nothing: the marker is no longer its own.
 	if err := m.write(ctx, gen, stateSwitching); err != nil {
 		return err
 	}
-	swapped := false
 	defer func() {
-		if err != nil && !swapped {
-			if uerr := m.write(context.WithoutCancel(ctx), old, stateCurrent); uerr != nil {
-				log.Error("could not un-pause the live projectors", "err", uerr)
-			}
+		if err == nil {
+			return
 		}
+		if lerr := lock.check(); lerr != nil {
+			log.Error("switch abandoned without the lock; the live projectors settle it when the lock lapses", "err", lerr)
+			return
+		}
+		cur, serr := settleSwitch(context.WithoutCancel(outer), conn, m, opts, gen)
+		if serr != nil {
+			log.Error("could not settle the switch; the live projectors settle it when the lock lapses", "err", serr)
+			return
+		}
+		log.Warn("switch abandoned; live projectors resume", "current", cur)
 	}()
 	oldGroup := projector.GenerationGroup(r.kafka.TopicPrefix, v.Name(), old)
 	newGroup := projector.GenerationGroup(r.kafka.TopicPrefix, v.Name(), gen)
@@ -235,14 +423,14 @@ func (r rebuilder) rebuildClickHouse(ctx context.Context) (err error) {
 	if err := projector.CommitGroupOffsets(ctx, r.kafka, newGroup, rp.Positions()); err != nil {
 		return err
 	}
+	if err := lock.check(); err != nil {
+		return fmt.Errorf("not switching: %w", err)
+	}
 	if err := chsink.Swap(ctx, conn, opts, gen); err != nil {
 		return err
 	}
-	swapped = true
 	if err := m.write(ctx, gen, stateCurrent); err != nil {
-		// The tables are swapped and the offsets committed: only the
-		// marker is missing, and retrying it is all that is left.
-		return fmt.Errorf("tables swapped, but %w; insert (generation %d, %q) to resume the live projectors", err, gen, stateCurrent)
+		return fmt.Errorf("tables swapped, but %w", err)
 	}
 	if err := projector.DeleteGroup(ctx, r.kafka, oldGroup); err != nil {
 		log.Warn("could not delete the old group", "err", err)

@@ -58,6 +58,11 @@ func (r rebuilder) rebuildRedis(ctx context.Context) error {
 	}
 	defer rdb.Close()
 	prefix := r.redis.KeyPrefix
+	lock, ctx, err := takeLock(ctx, newRedisLock(rdb, prefix), r.log.With("view", "redis"))
+	if err != nil {
+		return err
+	}
+	defer lock.release(context.WithoutCancel(ctx))
 	old, err := redissink.CurrentGeneration(ctx, rdb, prefix)
 	if err != nil {
 		return err
@@ -90,6 +95,9 @@ func (r rebuilder) rebuildRedis(ctx context.Context) error {
 	oldGroup := projector.GenerationGroup(r.kafka.TopicPrefix, sink.Name(), old)
 	if err := projector.CommitGroupOffsets(ctx, r.kafka, newGroup, rp.Positions()); err != nil {
 		return err
+	}
+	if err := lock.check(); err != nil {
+		return fmt.Errorf("not switching: %w", err)
 	}
 	if err := redissink.SetGeneration(ctx, rdb, prefix, gen); err != nil {
 		return err
@@ -188,4 +196,57 @@ func unlinkMatching(ctx context.Context, rdb *redis.Client, pattern string) (int
 		}
 		cursor = next
 	}
+}
+
+// redisLock is the Redis view's rebuild lock: the key <prefix>rebuild-lock
+// holding its owner, with a TTL of lockLease (SET NX PX; renewed and
+// released only by its owner, checked in a script).
+type redisLock struct {
+	rdb *redis.Client
+	key string
+}
+
+func newRedisLock(rdb *redis.Client, prefix string) redisLock {
+	return redisLock{rdb: rdb, key: prefix + "rebuild-lock"}
+}
+
+var (
+	renewIfOwner = redis.NewScript(`if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("PEXPIRE", KEYS[1], ARGV[2]) end return 0`)
+	delIfOwner   = redis.NewScript(`if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) end return 0`)
+)
+
+func (l redisLock) acquire(ctx context.Context, owner string) error {
+	ok, err := l.rdb.SetNX(ctx, l.key, owner, lockLease).Result()
+	if err != nil {
+		return fmt.Errorf("redis: take %s: %w", l.key, err)
+	}
+	if ok {
+		return nil
+	}
+	holder, err := l.rdb.Get(ctx, l.key).Result()
+	ttl, terr := l.rdb.PTTL(ctx, l.key).Result()
+	if err != nil || terr != nil {
+		// Freed in between, or unreadable: report it as held all the same.
+		holder, ttl = "?", lockLease
+	}
+	return fmt.Errorf("another rebuild of the redis view is running: %s holds %s (it expires in %s unless renewed)",
+		holder, l.key, ttl.Round(time.Second))
+}
+
+func (l redisLock) renew(ctx context.Context, owner string) error {
+	n, err := renewIfOwner.Run(ctx, l.rdb, []string{l.key}, owner, lockLease.Milliseconds()).Int()
+	if err != nil {
+		return fmt.Errorf("redis: renew %s: %w", l.key, err)
+	}
+	if n == 0 {
+		return errLockLost
+	}
+	return nil
+}
+
+func (l redisLock) release(ctx context.Context, owner string) error {
+	if err := delIfOwner.Run(ctx, l.rdb, []string{l.key}, owner).Err(); err != nil {
+		return fmt.Errorf("redis: release %s: %w", l.key, err)
+	}
+	return nil
 }

@@ -318,6 +318,39 @@ func Swap(ctx context.Context, conn driver.Conn, o Options, gen int) error {
 	return nil
 }
 
+// Swapped reports whether Swap(gen) renamed generation gen to the live
+// names: false while gen's tables all exist under their own names, true
+// once none does and the live tables exist. Anything in between (a rename
+// cut short by a server crash) is an error: a person must look at it.
+func Swapped(ctx context.Context, conn driver.Conn, o Options, gen int) (bool, error) {
+	if gen <= 0 {
+		return false, fmt.Errorf("clickhouse: generation %d: must be > 0", gen)
+	}
+	live, next := tablesOf(0), tablesOf(gen)
+	have, err := existing(ctx, conn, o.Database, live.events, live.balances, live.volume, next.events, next.balances, next.volume)
+	if err != nil {
+		return false, fmt.Errorf("clickhouse: %w", err)
+	}
+	nNext, nLive := 0, 0
+	for _, n := range []string{next.events, next.balances, next.volume} {
+		if have[n] {
+			nNext++
+		}
+	}
+	for _, n := range []string{live.events, live.balances, live.volume} {
+		if have[n] {
+			nLive++
+		}
+	}
+	switch {
+	case nNext == 3:
+		return false, nil
+	case nNext == 0 && nLive == 3:
+		return true, nil
+	}
+	return false, fmt.Errorf("clickhouse: generation %d is partly renamed to the live names (%d of 3 tables left, %d of 3 live tables): rename by hand, then record the generation in force", gen, nNext, nLive)
+}
+
 // existing reports which of names exist in database db ("" = current).
 func existing(ctx context.Context, conn driver.Conn, db string, names ...string) (map[string]bool, error) {
 	set := make([]any, len(names))
