@@ -518,3 +518,108 @@ func lastLine(s string) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")
 	return lines[len(lines)-1]
 }
+
+// TestRebuildFaults: two rebuilds of one view started together, for each
+// view: one runs, the other is refused and names the holder. Then a
+// ClickHouse rebuild is SIGKILLed while the live projectors are paused for
+// its switch: once its lock lapses they settle the switch and go on by
+// themselves, the views end exact, and the next rebuild works.
+func TestRebuildFaults(t *testing.T) {
+	s := newStack(t, 2)
+	v := newViews(t, "")
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	ing := s.start("ingest", append(processorEnv, "PROCESSOR_INSTANCE=p"), "serve")
+	ing.waitReady(t, 60*time.Second)
+	p := s.start("projector", v.env())
+	p.waitReady(t, 60*time.Second)
+	cmds := workload.Generate(workload.Options{Seed: 57, Accounts: 50, Commands: 600, IDPrefix: "rf-"})
+	half := len(cmds) / 2
+	if err := workload.Produce(ctx, s.client, s.names.Commands, cmds[:half], nil); err != nil {
+		t.Fatal(err)
+	}
+	l := s.waitSettled(ctx, s.kafka.TopicPrefix+"processor")
+	v.waitExact(t, ctx, l, 60*time.Second)
+
+	type result struct {
+		out string
+		err error
+	}
+	for _, view := range []string{"redis", "clickhouse"} {
+		results := make(chan result, 2)
+		for range 2 {
+			go func() {
+				out, err := s.run("projector", v.env(), "rebuild", "-view", view, "-progress=false")
+				results <- result{out, err}
+			}()
+		}
+		ran, refused := 0, 0
+		for range 2 {
+			r := <-results
+			switch {
+			case r.err == nil:
+				ran++
+			case strings.Contains(r.out, "another rebuild of the "+view+" view is running"):
+				refused++
+				t.Logf("%s: refused: %s", view, lastLine(r.out))
+			default:
+				t.Fatalf("rebuild %s: %v\n%s", view, r.err, tail(r.out, 40))
+			}
+		}
+		if ran != 1 || refused != 1 {
+			t.Fatalf("two rebuilds of %s at once: %d ran, %d refused; want 1 and 1", view, ran, refused)
+		}
+	}
+	v.waitExact(t, ctx, l, 60*time.Second)
+
+	state := func() string {
+		var st string
+		err := v.ch.QueryRow(ctx, "SELECT state FROM "+v.db+".projector_generation ORDER BY seq DESC LIMIT 1").Scan(&st)
+		if err != nil {
+			t.Fatalf("read the generation marker: %v", err)
+		}
+		return st
+	}
+	const pausedLog = "paused: a rebuild is switching"
+	pauses := strings.Count(p.logs.String(), pausedLog)
+	rb := s.start("projector", v.env(), "rebuild", "-view", "clickhouse", "-progress=false")
+	for state() != "switching" {
+		select {
+		case err := <-rb.done:
+			t.Fatalf("the rebuild ended (%v) before it switched\n%s", err, tail(rb.logs.String(), 40))
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	rb.kill(t)
+	killed := time.Now()
+	for strings.Count(p.logs.String(), pausedLog) == pauses {
+		if time.Since(killed) > 30*time.Second {
+			t.Fatal("the live ClickHouse projector did not pause for the switch")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// Paused: what comes now reaches ClickHouse only once the switch is settled.
+	if err := workload.Produce(ctx, s.client, s.names.Commands, cmds[half:], nil); err != nil {
+		t.Fatal(err)
+	}
+	l = s.waitSettled(ctx, s.kafka.TopicPrefix+"processor")
+	v.waitExact(t, ctx, l, 90*time.Second)
+	t.Logf("views exact %s after the rebuild was killed mid-switch", time.Since(killed).Round(time.Millisecond))
+	if st := state(); st != "current" {
+		t.Fatalf("marker %q after recovery, want current", st)
+	}
+	if !strings.Contains(p.logs.String(), "switch settled from the tables") {
+		t.Fatal("the live projector did not log settling the abandoned switch")
+	}
+	if out, err := s.run("projector", v.env(), "rebuild", "-view", "clickhouse", "-progress=false"); err != nil {
+		t.Fatalf("rebuild after the killed one: %v\n%s", err, tail(out, 40))
+	}
+	more := workload.Generate(workload.Options{Seed: 58, Accounts: 5, Commands: 20, IDPrefix: "rf2-"})
+	if err := workload.Produce(ctx, s.client, s.names.Commands, more, nil); err != nil {
+		t.Fatal(err)
+	}
+	l = s.waitSettled(ctx, s.kafka.TopicPrefix+"processor")
+	v.waitExact(t, ctx, l, 60*time.Second)
+	p.stop(t)
+	ing.stop(t)
+}
