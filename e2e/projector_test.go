@@ -177,6 +177,30 @@ func (v *views) waitExact(t *testing.T, ctx context.Context, l *audit.Ledger, ti
 	}
 }
 
+// startPipeline starts one processor (`ingest serve`) and one projector of
+// v, and waits until both are ready.
+func (s *stack) startPipeline(t *testing.T, v *views) (ing, p *proc) {
+	t.Helper()
+	ing = s.start("ingest", append(processorEnv, "PROCESSOR_INSTANCE=p"), "serve")
+	ing.waitReady(t, 60*time.Second)
+	p = s.start("projector", v.env())
+	p.waitReady(t, 60*time.Second)
+	return ing, p
+}
+
+// produceExact produces cmds, waits until the processor has handled every
+// command, then until both views equal the fold of the events (within
+// timeout), and returns the fold.
+func (s *stack) produceExact(t *testing.T, ctx context.Context, v *views, cmds []workload.Command, timeout time.Duration) *audit.Ledger {
+	t.Helper()
+	if err := workload.Produce(ctx, s.client, s.names.Commands, cmds, nil); err != nil {
+		t.Fatal(err)
+	}
+	l := s.waitSettled(ctx, s.kafka.TopicPrefix+"processor")
+	v.waitExact(t, ctx, l, timeout)
+	return l
+}
+
 // trickle produces cmds in chunks with pauses, so faults land mid-stream.
 func trickle(ctx context.Context, s *stack, cmds []workload.Command, chunk int, pause time.Duration) <-chan error {
 	errc := make(chan error, 1)
@@ -331,11 +355,7 @@ func testOutage(t *testing.T, sink string) {
 	}
 	startStore()
 	t.Logf("%s started again", sink)
-	if err := workload.Produce(ctx, s.client, s.names.Commands, cmds[2*third:], nil); err != nil {
-		t.Fatal(err)
-	}
-	l := s.waitSettled(ctx, s.kafka.TopicPrefix+"processor")
-	v.waitExact(t, ctx, l, 90*time.Second)
+	s.produceExact(t, ctx, v, cmds[2*third:], 90*time.Second)
 	p.waitReady(t, 30*time.Second)
 	select {
 	case err := <-p.done:
@@ -359,18 +379,11 @@ func TestProjectorRebuild(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 
-	ing := s.start("ingest", append(processorEnv, "PROCESSOR_INSTANCE=p"), "serve")
-	ing.waitReady(t, 60*time.Second)
-	p := s.start("projector", v.env())
-	p.waitReady(t, 60*time.Second)
+	ing, p := s.startPipeline(t, v)
 
 	cmds := workload.Generate(workload.Options{Seed: 53, Accounts: 200, Commands: 4000, IDPrefix: "pr-"})
 	half := len(cmds) / 2
-	if err := workload.Produce(ctx, s.client, s.names.Commands, cmds[:half], nil); err != nil {
-		t.Fatal(err)
-	}
-	l := s.waitSettled(ctx, s.kafka.TopicPrefix+"processor")
-	v.waitExact(t, ctx, l, 60*time.Second)
+	l := s.produceExact(t, ctx, v, cmds[:half], 60*time.Second)
 
 	// Plant an account no event justifies, in both views.
 	fake := "pr-fake-account"
@@ -474,11 +487,7 @@ func TestProjectorRebuild(t *testing.T) {
 	}
 	// The live projector writes the new generations: new commands show up.
 	more := workload.Generate(workload.Options{Seed: 54, Accounts: 5, Commands: 20, IDPrefix: "pr2-"})
-	if err := workload.Produce(ctx, s.client, s.names.Commands, more, nil); err != nil {
-		t.Fatal(err)
-	}
-	l = s.waitSettled(ctx, s.kafka.TopicPrefix+"processor")
-	v.waitExact(t, ctx, l, 60*time.Second)
+	l = s.produceExact(t, ctx, v, more, 60*time.Second)
 
 	// A second rebuild of each, from generation 1 to 2, and still exact.
 	for _, view := range []string{"redis", "clickhouse"} {
@@ -487,11 +496,7 @@ func TestProjectorRebuild(t *testing.T) {
 		}
 	}
 	more = workload.Generate(workload.Options{Seed: 55, Accounts: 5, Commands: 20, IDPrefix: "pr3-"})
-	if err := workload.Produce(ctx, s.client, s.names.Commands, more, nil); err != nil {
-		t.Fatal(err)
-	}
-	l = s.waitSettled(ctx, s.kafka.TopicPrefix+"processor")
-	v.waitExact(t, ctx, l, 60*time.Second)
+	l = s.produceExact(t, ctx, v, more, 60*time.Second)
 	if gen, err := redissink.CurrentGeneration(ctx, v.rdb, v.prefix); err != nil || gen != 2 {
 		t.Fatalf("redis generation %d (%v), want 2", gen, err)
 	}
@@ -529,17 +534,10 @@ func TestRebuildFaults(t *testing.T) {
 	v := newViews(t, "")
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	ing := s.start("ingest", append(processorEnv, "PROCESSOR_INSTANCE=p"), "serve")
-	ing.waitReady(t, 60*time.Second)
-	p := s.start("projector", v.env())
-	p.waitReady(t, 60*time.Second)
+	ing, p := s.startPipeline(t, v)
 	cmds := workload.Generate(workload.Options{Seed: 57, Accounts: 50, Commands: 600, IDPrefix: "rf-"})
 	half := len(cmds) / 2
-	if err := workload.Produce(ctx, s.client, s.names.Commands, cmds[:half], nil); err != nil {
-		t.Fatal(err)
-	}
-	l := s.waitSettled(ctx, s.kafka.TopicPrefix+"processor")
-	v.waitExact(t, ctx, l, 60*time.Second)
+	l := s.produceExact(t, ctx, v, cmds[:half], 60*time.Second)
 
 	type result struct {
 		out string
@@ -599,11 +597,7 @@ func TestRebuildFaults(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	// Paused: what comes now reaches ClickHouse only once the switch is settled.
-	if err := workload.Produce(ctx, s.client, s.names.Commands, cmds[half:], nil); err != nil {
-		t.Fatal(err)
-	}
-	l = s.waitSettled(ctx, s.kafka.TopicPrefix+"processor")
-	v.waitExact(t, ctx, l, 90*time.Second)
+	l = s.produceExact(t, ctx, v, cmds[half:], 90*time.Second)
 	t.Logf("views exact %s after the rebuild was killed mid-switch", time.Since(killed).Round(time.Millisecond))
 	if st := state(); st != "current" {
 		t.Fatalf("marker %q after recovery, want current", st)
@@ -615,11 +609,7 @@ func TestRebuildFaults(t *testing.T) {
 		t.Fatalf("rebuild after the killed one: %v\n%s", err, tail(out, 40))
 	}
 	more := workload.Generate(workload.Options{Seed: 58, Accounts: 5, Commands: 20, IDPrefix: "rf2-"})
-	if err := workload.Produce(ctx, s.client, s.names.Commands, more, nil); err != nil {
-		t.Fatal(err)
-	}
-	l = s.waitSettled(ctx, s.kafka.TopicPrefix+"processor")
-	v.waitExact(t, ctx, l, 60*time.Second)
+	l = s.produceExact(t, ctx, v, more, 60*time.Second)
 	p.stop(t)
 	ing.stop(t)
 }
