@@ -438,8 +438,8 @@ func (pt *part) record(topic string, partition int32, key []byte, v any, origin,
 	if duplicate != nil {
 		rec.Headers = append(rec.Headers, kgo.RecordHeader{Key: HeaderDuplicate, Value: duplicate})
 	}
-	if size := recordSize(rec); size > maxRecordBytes {
-		return nil, fmt.Errorf("%s record of %d bytes is over the %d-byte record limit", typeHeader, size, maxRecordBytes)
+	if size, limit := recordSize(rec), pt.b.p.recordLimit(topic); size > limit {
+		return nil, fmt.Errorf("%s record of %d bytes is over the %d-byte record limit of %s", typeHeader, size, limit, topic)
 	}
 	return rec, nil
 }
@@ -472,11 +472,12 @@ func (pt *part) dlq(r *kgo.Record, typ, reason string) error {
 		Value:     r.Value,
 		Headers:   hs,
 	}
-	if size := recordSize(rec); size > maxRecordBytes {
-		// Only possible for a command at the very limit: the reason
-		// headers do not fit beside it. The DLQ record points at it.
+	if size, limit := recordSize(rec), p.recordLimit(rec.Topic); size > limit {
+		// A command at the very limit (the reason headers do not fit
+		// beside it), or a DLQ topic with a lower limit than the
+		// commands topic. The DLQ record points at it.
 		rec.Value = nil
-		reason += fmt.Sprintf(" (the %d-byte value is left out of this record, which would be over the %d-byte record limit; read it at the source offset)", len(r.Value), maxRecordBytes)
+		reason += fmt.Sprintf(" (the %d-byte value is left out of this record, which would be over the %d-byte record limit of %s; read it at the source offset)", len(r.Value), limit, rec.Topic)
 		hs[0].Value = []byte(reason)
 	}
 	pt.b.emit(rec)

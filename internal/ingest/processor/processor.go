@@ -61,6 +61,8 @@ const (
 	// least be copied to the DLQ. An output over it sends its command to
 	// the DLQ instead of failing the transaction over and over.
 	maxRecordBytes = 1_048_588
+	// minRecordLimit is the smallest batch limit franz-go accepts.
+	minRecordLimit = 512
 	// recordOverhead is what a record batch holding one record adds to the
 	// record's key, value and headers (batch header, record framing).
 	recordOverhead = 512
@@ -88,6 +90,7 @@ type Processor struct {
 	// Set by Run before the group session starts, read-only afterwards.
 	nparts    int32 // partitions of every aggregate-keyed topic
 	dlqParts  int32
+	limits    map[string]int // record limit per output topic; see recordLimit
 	adm       *kadm.Client
 	failRun   context.CancelCauseFunc
 	lastPrune time.Time
@@ -235,7 +238,9 @@ func (p *Processor) Run(ctx context.Context) (err error) {
 		// offsets (KIP-447). Kept so that the requirement is explicit.
 		//lint:ignore SA1019 documents a hard requirement of this design
 		kgo.RequireStableFetchOffsets(),
-		kgo.ProducerBatchMaxBytes(maxRecordBytes),
+		// Batches stay within each topic's max.message.bytes, so a topic
+		// set below Kafka's default takes many small records too.
+		kgo.ProducerBatchMaxBytesFn(func(topic string) int32 { return int32(p.recordLimit(topic)) }),
 		// Every output record's partition is set explicitly.
 		kgo.RecordPartitioner(kgo.ManualPartitioner()),
 		// Rebalances (and the assignment callbacks that touch the state)
@@ -324,38 +329,61 @@ func (p *Processor) checkTopics(ctx context.Context) error {
 	}
 	p.dlqParts = c
 	if len(errs) == 0 {
-		p.checkResultRetention(ctx)
+		p.readTopicConfigs(ctx)
 	}
 	return errors.Join(errs...)
 }
 
-// checkResultRetention warns when command-results expire before the dedupe
-// window ends: a restore could then not remember every command id of the
-// window. It only warns, since the retention is the topology's business.
-func (p *Processor) checkResultRetention(ctx context.Context) {
-	rcs, err := p.adm.DescribeTopicConfigs(ctx, p.names.Results)
+// readTopicConfigs reads what the processor needs of the topics' configs:
+// the record limit of every topic it writes (max.message.bytes, capped at
+// maxRecordBytes), and the command-results retention, with a warning when
+// it is shorter than the dedupe window (a restore could then not remember
+// every command id of the window; the retention is the topology's
+// business, so it only warns). A config it cannot read keeps Kafka's
+// default, with a warning.
+func (p *Processor) readTopicConfigs(ctx context.Context) {
+	n := p.names
+	topics := []string{n.Events, n.Snapshots, n.Results, n.Commands, n.DLQ}
+	p.limits = make(map[string]int, len(topics))
+	for _, t := range topics {
+		p.limits[t] = maxRecordBytes
+	}
+	rcs, err := p.adm.DescribeTopicConfigs(ctx, topics...)
 	if err != nil {
-		p.log.Warn("cannot read the command-results retention", "err", err)
+		p.log.Warn("cannot read the topics' configs; assuming Kafka's defaults", "err", err)
 		return
 	}
-	rc, err := rcs.On(p.names.Results, nil)
-	if err == nil {
-		err = rc.Err
-	}
-	if err != nil {
-		p.log.Warn("cannot read the command-results retention", "err", err)
-		return
-	}
-	for _, c := range rc.Configs {
-		if c.Key != "retention.ms" || c.Value == nil {
+	for _, rc := range rcs {
+		if rc.Err != nil {
+			p.log.Warn("cannot read a topic's config; assuming Kafka's defaults", "topic", rc.Name, "err", rc.Err)
 			continue
 		}
-		ms, err := strconv.ParseInt(*c.Value, 10, 64)
-		if err == nil && ms >= 0 && time.Duration(ms)*time.Millisecond < p.cfg.DedupeWindow {
-			p.log.Warn("command-results retention is shorter than the dedupe window; ids older than the retention are forgotten on restore",
-				"retention", time.Duration(ms)*time.Millisecond, "dedupe_window", p.cfg.DedupeWindow)
+		for _, c := range rc.Configs {
+			if c.Value == nil {
+				continue
+			}
+			switch {
+			case c.Key == "max.message.bytes":
+				if v, err := strconv.Atoi(*c.Value); err == nil && v < p.limits[rc.Name] {
+					p.limits[rc.Name] = max(v, minRecordLimit)
+				}
+			case c.Key == "retention.ms" && rc.Name == n.Results:
+				ms, err := strconv.ParseInt(*c.Value, 10, 64)
+				if err == nil && ms >= 0 && time.Duration(ms)*time.Millisecond < p.cfg.DedupeWindow {
+					p.log.Warn("command-results retention is shorter than the dedupe window; ids older than the retention are forgotten on restore",
+						"retention", time.Duration(ms)*time.Millisecond, "dedupe_window", p.cfg.DedupeWindow)
+				}
+			}
 		}
 	}
+}
+
+// recordLimit is the largest record batch the processor writes to topic.
+func (p *Processor) recordLimit(topic string) int {
+	if l, ok := p.limits[topic]; ok {
+		return l
+	}
+	return maxRecordBytes
 }
 
 // commandPartitions returns the commands topic's partitions in assigned.

@@ -2,11 +2,13 @@ package processor_test
 
 import (
 	"context"
+	"math/rand/v2"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/cqrs-ledger/ledger/internal/codec"
@@ -284,6 +286,80 @@ func TestOversizedOutputAgainstTheBroker(t *testing.T) {
 		t.Errorf("DLQ record: key %q reason %q", dlq[0].Key, reason)
 	}
 	t.Logf("DLQ: %s", headerOf(dlq[0], processor.HeaderError))
+}
+
+// TestTopicRecordLimits: with the events topic's max.message.bytes set far
+// below Kafka's default, an event over it sends its command to the DLQ
+// (naming the topic's limit), and a backlog of small commands, whose events
+// together exceed the limit many times, still goes through (the producer's
+// batches stay within each topic's limit).
+func TestTopicRecordLimits(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	const limit = 20_000
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	adm := kadm.NewClient(testenv.KafkaClient(t))
+	v := strconv.Itoa(limit)
+	alter := []kadm.AlterConfig{{Op: kadm.SetConfig, Name: "max.message.bytes", Value: &v}}
+	if _, err := adm.AlterTopicConfigs(ctx, alter, e.names.Events); err != nil {
+		t.Fatal(err)
+	}
+	for { // brokers apply config changes asynchronously
+		rcs, err := adm.DescribeTopicConfigs(ctx, e.names.Events)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c, err := rcs.On(e.names.Events, nil); err == nil && c.Err == nil && configValue(c.Configs, "max.message.bytes") == v {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatal("max.message.bytes not applied")
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+
+	// Random references: the broker checks the compressed batch, and
+	// repeated letters would compress below any limit.
+	rnd := rand.New(rand.NewPCG(1, 2))
+	noise := func(n int) string {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = byte('a' + rnd.IntN(26))
+		}
+		return string(b)
+	}
+	big := deposit("big", "acc-l", 5)
+	big.Reference = noise(limit)
+	cmds := []any{open("o", "acc-l", "EUR"), big}
+	var ids []string
+	for i := range 300 {
+		id := "d" + strconv.Itoa(i)
+		ids = append(ids, id)
+		d := deposit(id, "acc-l", 1)
+		d.Reference = noise(100)
+		cmds = append(cmds, d)
+	}
+	e.send(cmds...) // before the processor starts, so that its batches are large
+	e.start("a")
+	got := e.reader(e.names.Results).results(ids...)
+	if last := got["d299"]; last.Status != "ACCEPTED" || last.Version != 301 {
+		t.Errorf("last of the backlog: %+v, want accepted at version 301", last)
+	}
+	dlq := e.reader(e.names.DLQ).until("1 DLQ record", func(rs []*kgo.Record) bool { return len(rs) >= 1 })
+	if reason := headerOf(dlq[0], processor.HeaderError); !strings.Contains(reason, "over the 20000-byte record limit of "+e.names.Events) {
+		t.Errorf("DLQ reason %q", reason)
+	}
+}
+
+func configValue(cs []kadm.Config, key string) string {
+	for _, c := range cs {
+		if c.Key == key && c.Value != nil {
+			return *c.Value
+		}
+	}
+	return ""
 }
 
 // TestRestoreAfterRestart: a new processor in the same group restores the
