@@ -54,21 +54,24 @@ func (m marker) ensure(ctx context.Context) error {
 	return nil
 }
 
-func (m marker) read(ctx context.Context) (gen int, state string, err error) {
-	rows, err := m.conn.Query(ctx, "SELECT generation, state FROM "+m.table()+" ORDER BY seq DESC LIMIT 1")
+// read returns the generation and state in force, and how long ago (server
+// clock) that row was written.
+func (m marker) read(ctx context.Context) (gen int, state string, age time.Duration, err error) {
+	rows, err := m.conn.Query(ctx, "SELECT generation, state, toUInt32(now()) - toUInt32(at) FROM "+m.table()+" ORDER BY seq DESC LIMIT 1")
 	if err != nil {
-		return 0, "", fmt.Errorf("clickhouse: read %s: %w", m.table(), err)
+		return 0, "", 0, fmt.Errorf("clickhouse: read %s: %w", m.table(), err)
 	}
 	defer rows.Close()
 	gen, state = 0, stateCurrent
 	if rows.Next() {
 		var g uint32
-		if err := rows.Scan(&g, &state); err != nil {
-			return 0, "", fmt.Errorf("clickhouse: read %s: %w", m.table(), err)
+		var secs int64
+		if err := rows.Scan(&g, &state, &secs); err != nil {
+			return 0, "", 0, fmt.Errorf("clickhouse: read %s: %w", m.table(), err)
 		}
-		gen = int(g)
+		gen, age = int(g), time.Duration(secs)*time.Second
 	}
-	return gen, state, rows.Err()
+	return gen, state, age, rows.Err()
 }
 
 func (m marker) write(ctx context.Context, gen int, state string) error {
@@ -225,15 +228,21 @@ func (l chLock) release(ctx context.Context, owner string) error {
 
 // watchGeneration is the live projectors' view of the marker. While a
 // rebuild switches they pause; if the rebuild died in the switch (its lock
-// lapsed), they settle the switch from the tables and go on.
+// lapsed), they settle the switch from the tables and go on. A switch is
+// only settled once it is lockLease old as well, which also covers a
+// rebuild from before the locks, which takes none (its switch lasts a
+// second or two).
 func watchGeneration(conn driver.Conn, m marker, opts chsink.Options, log *slog.Logger) func(context.Context) (projector.Generation, error) {
 	lk := chLock{conn, m.db}
 	return func(ctx context.Context) (projector.Generation, error) {
-		gen, state, err := m.read(ctx)
+		gen, state, age, err := m.read(ctx)
 		if err != nil || state != stateSwitching {
 			return projector.Generation{Gen: gen}, err
 		}
 		paused := projector.Generation{Gen: gen, Paused: true}
+		if age < lockLease {
+			return paused, nil
+		}
 		alive, err := lk.alive(ctx)
 		if err != nil {
 			log.Warn("cannot tell whether the switching rebuild is alive; staying paused", "err", err)
@@ -340,7 +349,7 @@ func (r rebuilder) rebuildClickHouse(ctx context.Context) (err error) {
 		return err
 	}
 	defer lock.release(context.WithoutCancel(outer))
-	old, state, err := m.read(ctx)
+	old, state, _, err := m.read(ctx)
 	if err != nil {
 		return err
 	}

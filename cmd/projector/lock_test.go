@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -170,11 +171,15 @@ func TestWatchSettlesAbandonedSwitch(t *testing.T) {
 		if err != nil || got != want {
 			t.Fatalf("%s: watch %+v %v, want %+v", step, got, err, want)
 		}
-		if gen, state, err := m.read(ctx); err != nil || gen != want.Gen || state != wantState {
+		if gen, state, _, err := m.read(ctx); err != nil || gen != want.Gen || state != wantState {
 			t.Fatalf("%s: marker (%d, %s) %v, want (%d, %s)", step, gen, state, err, want.Gen, wantState)
 		}
 	}
 
+	if err := m.write(ctx, 1, stateSwitching); err != nil {
+		t.Fatal(err)
+	}
+	expect("switching for less than the lease, no lock (a rebuild of before the locks)", projector.Generation{Gen: 1, Paused: true}, stateSwitching)
 	lk := chLock{conn, db}
 	if err := lk.acquire(ctx, "rebuild-1"); err != nil {
 		t.Fatal(err)
@@ -201,9 +206,11 @@ func TestWatchSettlesAbandonedSwitch(t *testing.T) {
 	expect("partly renamed", projector.Generation{Gen: 2, Paused: true}, stateSwitching)
 }
 
+// write records (gen, state) in the marker as written lockLease ago.
 func write(t *testing.T, ctx context.Context, m marker, gen int, state string) {
 	t.Helper()
-	if err := m.write(ctx, gen, state); err != nil {
+	q := "INSERT INTO " + m.table() + " SELECT toUInt64(?), toUInt32(?), toString(?), now() - " + strconv.Itoa(int(lockLease.Seconds()))
+	if err := m.conn.Exec(ctx, q, uint64(time.Now().UnixNano()), gen, state); err != nil {
 		t.Fatal(err)
 	}
 }
