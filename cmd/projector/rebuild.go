@@ -30,6 +30,11 @@ import (
 //     waits for the old group to empty, replays the last records, commits
 //     the positions for the new group, swaps, and un-pauses with the new
 //     generation. Writes pause for about a second; reads never do.
+//
+// A rebuild holds its view's lock (lock.go) from start to end, so a second
+// rebuild of the view is refused. If a ClickHouse rebuild dies mid-switch,
+// the live projectors settle the switch from the tables once its lock has
+// lapsed (watchGeneration), and so does the next rebuild.
 type rebuilder struct {
 	common
 	log           *slog.Logger
