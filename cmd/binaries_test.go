@@ -53,7 +53,7 @@ func TestBinariesServeAndStopOnSIGTERM(t *testing.T) {
 	for _, name := range []string{"ingest", "projector", "queryapi"} {
 		t.Run(name, func(t *testing.T) {
 			addr := testenv.FreeAddr(t)
-			var logs strings.Builder
+			var logs testenv.Buffer
 			cmd := exec.Command(filepath.Join(bin, name))
 			cmd.Env = append(os.Environ(), append(env, "HTTP_ADDR="+addr)...)
 			cmd.Stdout, cmd.Stderr = &logs, &logs

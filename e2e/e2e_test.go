@@ -104,32 +104,15 @@ type proc struct {
 	name string
 	cmd  *exec.Cmd
 	addr string
-	logs *syncBuffer
+	logs *testenv.Buffer
 	done chan error
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // start runs a binary with the stack's environment plus env; it is killed
 // when the test ends if still running.
 func (s *stack) start(name string, env []string, args ...string) *proc {
 	s.t.Helper()
-	p := &proc{name: name, addr: testenv.FreeAddr(s.t), logs: &syncBuffer{}, done: make(chan error, 1)}
+	p := &proc{name: name, addr: testenv.FreeAddr(s.t), logs: &testenv.Buffer{}, done: make(chan error, 1)}
 	p.cmd = exec.Command(binary(s.t, name), args...)
 	p.cmd.Env = append(os.Environ(),
 		"KAFKA_BROKERS="+s.kafka.Brokers,
