@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -30,69 +29,108 @@ func ReadFrom(ctx context.Context, cfg config.Kafka, topic string, from map[int3
 		return err
 	}
 	defer admCl.Close()
-	ends, err := kadm.NewClient(admCl).ListEndOffsets(ctx, topic)
+	adm := kadm.NewClient(admCl)
+	ends, err := adm.ListEndOffsets(ctx, topic)
+	if err == nil {
+		err = ends.Error()
+	}
 	if err != nil {
 		return fmt.Errorf("list end offsets of %s: %w", topic, err)
 	}
-	if err := ends.Error(); err != nil {
-		return fmt.Errorf("list end offsets of %s: %w", topic, err)
+	starts, err := adm.ListStartOffsets(ctx, topic)
+	if err == nil {
+		err = starts.Error()
 	}
-	want := map[int32]int64{}
-	starts := map[int32]kgo.Offset{}
+	if err != nil {
+		return fmt.Errorf("list start offsets of %s: %w", topic, err)
+	}
+	ranges := map[int32]Range{}
 	ends.Each(func(o kadm.ListedOffset) {
-		start, ok := from[o.Partition]
-		switch {
-		case o.Offset <= 0 || (ok && start >= o.Offset):
-		case ok:
-			want[o.Partition] = o.Offset
-			starts[o.Partition] = kgo.NewOffset().At(start)
-		default:
-			want[o.Partition] = o.Offset
-			starts[o.Partition] = kgo.NewOffset().AtStart()
+		r := Range{End: o.Offset}
+		if s, ok := starts.Lookup(topic, o.Partition); ok {
+			r.From = s.Offset // records below it were deleted
 		}
+		if f, ok := from[o.Partition]; ok && f > r.From {
+			r.From = f
+		}
+		ranges[o.Partition] = r
 	})
-	if len(want) == 0 {
+	if err := ReadRanges(ctx, cfg, map[string]map[int32]Range{topic: ranges}, fn); err != nil {
+		return fmt.Errorf("read %s: %w", topic, err)
+	}
+	return nil
+}
+
+// Range is the offsets [From, End) of one partition.
+type Range struct{ From, End int64 }
+
+// ReadRanges calls fn for every committed data record in ranges (topic →
+// partition → offsets), with one read_committed consumer, in offset order
+// within a partition; fn runs on one goroutine. End is meant to be a high
+// watermark: records at End or later (produced since) are not passed on, and
+// a transaction still open below End is waited for, not cut short.
+// Transaction markers are fetched but not passed on, so a partition whose
+// last records before End were aborted (hidden) still finishes: the marker
+// past them is seen.
+func ReadRanges(ctx context.Context, cfg config.Kafka, ranges map[string]map[int32]Range, fn func(*kgo.Record) error) error {
+	consume := map[string]map[int32]kgo.Offset{}
+	pending := map[string]map[int32]int64{} // topic → partition → End, until done
+	n := 0
+	for t, ps := range ranges {
+		for p, r := range ps {
+			if r.From >= r.End {
+				continue
+			}
+			if consume[t] == nil {
+				consume[t], pending[t] = map[int32]kgo.Offset{}, map[int32]int64{}
+			}
+			// Exact offsets: the client starts fetching at once.
+			consume[t][p] = kgo.NewOffset().At(r.From)
+			pending[t][p] = r.End
+			n++
+		}
+	}
+	if n == 0 {
 		return nil
 	}
-	limit := maps.Clone(want)
 	cl, err := NewClient(cfg,
-		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: starts}),
+		kgo.ConsumePartitions(consume),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		// Transaction markers are returned too, so the end is seen even when
-		// the last offset before the high watermark is a marker.
 		kgo.KeepControlRecords(),
+		// Everything wanted is below End: a fetch that waits for more
+		// only delays the partitions that join the fetch session later.
 		kgo.FetchMaxWait(100*time.Millisecond),
 	)
 	if err != nil {
 		return err
 	}
 	defer cl.Close()
-	for len(want) > 0 {
+	for n > 0 {
 		fs := cl.PollFetches(ctx)
 		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("read %s: %w (partitions not finished: %v)", topic, err, want)
+			return fmt.Errorf("%w before the end offsets (a transaction still open?); partitions not finished: %v", err, pending)
 		}
 		var ferr error
 		fs.EachError(func(t string, p int32, err error) {
-			ferr = fmt.Errorf("fetch %s/%d: %w", t, p, err)
+			ferr = errors.Join(ferr, fmt.Errorf("fetch %s/%d: %w", t, p, err))
 		})
 		if ferr != nil {
 			return ferr
 		}
 		var cbErr error
 		fs.EachRecord(func(r *kgo.Record) {
+			end := ranges[r.Topic][r.Partition].End
 			// The end check comes first: the marker that ends a transaction
-			// open at the start lies past the limit, and must still finish
-			// the partition when the records before it were hidden (aborted).
-			if r.Offset+1 >= limit[r.Partition] {
-				delete(want, r.Partition)
+			// open at the start lies past End, and must still finish the
+			// partition when the records before it were hidden (aborted).
+			if _, ok := pending[r.Topic][r.Partition]; ok && r.Offset >= end-1 {
+				delete(pending[r.Topic], r.Partition)
+				n--
 			}
-			if r.Offset >= limit[r.Partition] {
-				return // produced after ReadAll began
+			if r.Offset >= end || r.Attrs.IsControl() || cbErr != nil {
+				return
 			}
-			if cbErr == nil && !r.Attrs.IsControl() {
-				cbErr = fn(r)
-			}
+			cbErr = fn(r)
 		})
 		if cbErr != nil {
 			return cbErr

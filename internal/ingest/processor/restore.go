@@ -2,7 +2,6 @@ package processor
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -53,11 +52,9 @@ type restoreStats struct {
 // restoreOnce reads, for each partition, the snapshots partition from its
 // start and the command-results partition from the start of the dedupe
 // window, both under read_committed and both up to the high watermark
-// captured first. Control records are kept so that the consumer's position
-// is visible even when the last records before the watermark are
-// transaction markers; a read_committed fetch does not return anything at or
-// past the last stable offset, so reaching the watermark means every
-// transaction below it has been resolved.
+// captured first (kafkax.ReadRanges). A read_committed fetch returns
+// nothing at or past the last stable offset, so reaching the watermark
+// means every transaction below it has been resolved.
 func (p *Processor) restoreOnce(ctx context.Context, ids []int32) (map[int32]*partition, error) {
 	ctx, cancel := context.WithTimeout(ctx, restoreTimeout)
 	defer cancel()
@@ -96,9 +93,7 @@ func (p *Processor) restoreOnce(ctx context.Context, ids []int32) (map[int32]*pa
 
 	out := make(map[int32]*partition, len(ids))
 	stats := make(map[int32]*restoreStats, len(ids))
-	hwm := map[string]map[int32]int64{snapT: {}, resT: {}}
-	pending := map[string]map[int32]bool{snapT: {}, resT: {}}
-	consume := map[string]map[int32]kgo.Offset{snapT: {}, resT: {}}
+	ranges := map[string]map[int32]kafkax.Range{snapT: {}, resT: {}}
 	for _, id := range ids {
 		out[id] = &partition{id: id, accounts: map[string]domain.Account{}, dedupe: map[uint64]firstOutcome{}}
 		st := &restoreStats{}
@@ -116,85 +111,28 @@ func (p *Processor) restoreOnce(ctx context.Context, ids []int32) (map[int32]*pa
 			if !ok {
 				return nil, fmt.Errorf("no log start offset for %s/%d", t, id)
 			}
-			if ls.Offset >= end.Offset {
-				continue // empty, or everything expired
+			r := kafkax.Range{From: ls.Offset, End: end.Offset}
+			if ws, ok := windowStart.Lookup(t, id); ok && t == resT && ws.Offset >= 0 {
+				r.From = max(r.From, ws.Offset)
 			}
-			// Exact offsets: the client starts fetching at once, without
-			// resolving "start" first.
-			from := kgo.NewOffset().At(ls.Offset)
-			if t == resT {
-				if ws, ok := windowStart.Lookup(t, id); ok && ws.Offset >= 0 {
-					if ws.Offset >= end.Offset {
-						continue // nothing within the window
-					}
-					from = kgo.NewOffset().At(ws.Offset)
-				}
-			}
-			hwm[t][id] = end.Offset
-			pending[t][id] = true
-			consume[t][id] = from
+			ranges[t][id] = r
 		}
-	}
-
-	for _, id := range ids {
-		if st := stats[id]; st.lso[0] < st.hwm[0] || st.lso[1] < st.hwm[1] {
+		if st.lso[0] < st.hwm[0] || st.lso[1] < st.hwm[1] {
 			p.log.Info("restore waits for open transactions to resolve", "partition", id,
 				"snapshots_lso", st.lso[0], "snapshots_hwm", st.hwm[0], "results_lso", st.lso[1], "results_hwm", st.hwm[1])
 		}
 	}
-	if len(pending[snapT])+len(pending[resT]) > 0 {
-		cl, err := kafkax.NewClient(p.cfg.Kafka,
-			kgo.ConsumePartitions(consume),
-			kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-			kgo.KeepControlRecords(),
-			// Everything wanted is below the watermark: a fetch that
-			// waits for more only delays partitions that join the
-			// session later.
-			kgo.FetchMaxWait(100*time.Millisecond),
-		)
-		if err != nil {
-			return nil, err
+	err = kafkax.ReadRanges(ctx, p.cfg.Kafka, ranges, func(r *kgo.Record) error {
+		st := out[r.Partition]
+		if r.Topic == snapT {
+			stats[r.Partition].snapshots++
+			return p.applySnapshot(st, r)
 		}
-		defer cl.Close()
-		for len(pending[snapT])+len(pending[resT]) > 0 {
-			fs := cl.PollFetches(ctx)
-			if err := ctx.Err(); err != nil {
-				return nil, fmt.Errorf("read to the high watermark (waiting for open transactions?): %w", err)
-			}
-			var ferr error
-			fs.EachError(func(t string, part int32, err error) {
-				ferr = errors.Join(ferr, fmt.Errorf("fetch %s/%d: %w", t, part, err))
-			})
-			if ferr != nil {
-				return nil, ferr
-			}
-			var rerr error
-			fs.EachRecord(func(r *kgo.Record) {
-				end, ok := hwm[r.Topic][r.Partition]
-				if !ok || rerr != nil {
-					return
-				}
-				// The record at end-1 may be aborted data that
-				// read_committed hides; then its abort marker, past
-				// end, is the first record seen there.
-				if r.Offset >= end-1 {
-					delete(pending[r.Topic], r.Partition)
-				}
-				if r.Offset >= end || r.Attrs.IsControl() {
-					return
-				}
-				st := out[r.Partition]
-				if r.Topic == snapT {
-					stats[r.Partition].snapshots++
-					rerr = p.applySnapshot(st, r)
-				} else {
-					p.applyResult(st, r, cutoff, stats[r.Partition])
-				}
-			})
-			if rerr != nil {
-				return nil, rerr
-			}
-		}
+		p.applyResult(st, r, cutoff, stats[r.Partition])
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read to the high watermark: %w", err)
 	}
 
 	took := time.Since(start)
