@@ -125,3 +125,53 @@ func TestReadAllStopsAtHighWatermark(t *testing.T) {
 		t.Fatalf("ReadAll saw %d records, want the 20 committed", n)
 	}
 }
+
+// TestReadFromAfterDeletedRecords: ReadAll starts at the log start when
+// records were deleted (retention), ReadFrom at the given offsets, and a
+// partition whose every record was deleted is done at once, not waited on.
+func TestReadFromAfterDeletedRecords(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	topic := testenv.TopicPrefix(t) + "deleted"
+	adm := kadm.NewClient(testenv.KafkaClient(t))
+	if _, err := adm.CreateTopic(ctx, 2, 1, nil, topic); err != nil {
+		t.Fatal(err)
+	}
+	p := testenv.KafkaClient(t, kgo.DefaultProduceTopic(topic), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	for part := range int32(2) {
+		for i := range 10 {
+			if err := p.ProduceSync(ctx, &kgo.Record{Partition: part, Value: []byte(fmt.Sprint(i))}).FirstErr(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// Partition 0 keeps offsets 4..9; partition 1 keeps nothing.
+	del := kadm.Offsets{}
+	del.Add(kadm.Offset{Topic: topic, Partition: 0, At: 4})
+	del.Add(kadm.Offset{Topic: topic, Partition: 1, At: 10})
+	resp, err := adm.DeleteRecords(ctx, del)
+	if err == nil {
+		err = resp.Error()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := config.Kafka{Brokers: testenv.Kafka(t), ClientID: "readfrom-test"}
+	read := func(from map[int32]int64) []string {
+		var got []string
+		err := kafkax.ReadFrom(ctx, cfg, topic, from, func(r *kgo.Record) error {
+			got = append(got, fmt.Sprintf("%d@%d", r.Partition, r.Offset))
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	if got := strings.Join(read(nil), " "); got != "0@4 0@5 0@6 0@7 0@8 0@9" {
+		t.Fatalf("ReadAll after deletions: %s", got)
+	}
+	if got := strings.Join(read(map[int32]int64{0: 7, 1: 2}), " "); got != "0@7 0@8 0@9" {
+		t.Fatalf("ReadFrom 7 and 2: %s", got)
+	}
+}
