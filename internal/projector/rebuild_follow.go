@@ -30,6 +30,11 @@ type FollowConfig struct {
 	Build func(ctx context.Context, gen int) (Config, error)
 	// Interval between Watch calls. Default 1s.
 	Interval time.Duration
+	// MaxPause is how long a pause may last before Ready reports it: a
+	// switch normally pauses writes for about a second, one whose rebuild
+	// died is settled after the rebuild lock lapses, and one that lasts
+	// longer needs a person. Default 2 min.
+	MaxPause time.Duration
 	// Registerer receives the metrics of the running projector; they are
 	// unregistered when it stops.
 	Registerer prometheus.Registerer
@@ -43,11 +48,12 @@ type FollowConfig struct {
 type Follower struct {
 	cfg FollowConfig
 
-	mu     sync.Mutex
-	cur    *Projector
-	state  Generation
-	known  bool
-	reason error
+	mu          sync.Mutex
+	cur         *Projector
+	state       Generation
+	known       bool
+	reason      error
+	pausedSince time.Time // when state became paused
 }
 
 // NewFollower returns a follower; Run starts it.
@@ -58,6 +64,9 @@ func NewFollower(cfg FollowConfig) (*Follower, error) {
 	if cfg.Interval <= 0 {
 		cfg.Interval = time.Second
 	}
+	if cfg.MaxPause <= 0 {
+		cfg.MaxPause = 2 * time.Minute
+	}
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
@@ -65,10 +74,11 @@ func NewFollower(cfg FollowConfig) (*Follower, error) {
 }
 
 // Ready is the running projector's Ready; while paused for a switch it is
-// nil, and before the first generation is known it is an error.
+// nil for up to MaxPause, and before the first generation is known it is an
+// error.
 func (f *Follower) Ready(ctx context.Context) error {
 	f.mu.Lock()
-	p, st, reason := f.cur, f.state, f.reason
+	p, st, reason, since := f.cur, f.state, f.reason, f.pausedSince
 	f.mu.Unlock()
 	switch {
 	case p != nil:
@@ -76,6 +86,9 @@ func (f *Follower) Ready(ctx context.Context) error {
 	case reason != nil:
 		return reason
 	case st.Paused:
+		if d := time.Since(since); d > f.cfg.MaxPause {
+			return fmt.Errorf("writes paused for %s by a switch to generation %d that has not ended (see the logs)", d.Round(time.Second), st.Gen)
+		}
 		return nil
 	}
 	return errors.New("no projector running")
@@ -90,6 +103,9 @@ func (f *Follower) Generation() Generation {
 
 func (f *Follower) set(p *Projector, st Generation, reason error) {
 	f.mu.Lock()
+	if st.Paused && (!f.state.Paused || f.pausedSince.IsZero()) {
+		f.pausedSince = time.Now()
+	}
 	f.cur, f.state, f.reason = p, st, reason
 	f.mu.Unlock()
 }

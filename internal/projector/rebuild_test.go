@@ -2,7 +2,9 @@ package projector_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -213,4 +215,43 @@ func TestReplayEndsWhenRecordsExpired(t *testing.T) {
 			t.Errorf("%s/%d at %d, want %d", o.Topic, o.Partition, got, o.Offset)
 		}
 	})
+}
+
+// TestFollowerReportsALongPause: a pause for a switch is ready (writes
+// pause for a moment) until it has lasted MaxPause; then Ready says so.
+// When the pause ends the follower builds the generation's projector.
+func TestFollowerReportsALongPause(t *testing.T) {
+	var paused atomic.Bool
+	paused.Store(true)
+	f, err := projector.NewFollower(projector.FollowConfig{
+		Watch: func(context.Context) (projector.Generation, error) {
+			return projector.Generation{Gen: 3, Paused: paused.Load()}, nil
+		},
+		Build: func(context.Context, int) (projector.Config, error) {
+			return projector.Config{}, errors.New("not built in this test")
+		},
+		Interval: 10 * time.Millisecond,
+		MaxPause: 300 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- f.Run(ctx) }()
+	for f.Generation() != (projector.Generation{Gen: 3, Paused: true}) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := f.Ready(ctx); err != nil {
+		t.Fatalf("ready at the start of a pause: %v", err)
+	}
+	time.Sleep(400 * time.Millisecond)
+	if err := f.Ready(ctx); err == nil || !strings.Contains(err.Error(), "paused for") {
+		t.Fatalf("ready after a pause longer than MaxPause: %v", err)
+	}
+	paused.Store(false) // the switch ends: Build fails here, which ends Run
+	if err := <-done; err == nil || !strings.Contains(err.Error(), "not built") {
+		t.Fatalf("run: %v", err)
+	}
 }
