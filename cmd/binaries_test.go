@@ -5,7 +5,6 @@ package cmd_test
 
 import (
 	"context"
-	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -68,15 +67,7 @@ func TestBinariesServeAndStopOnSIGTERM(t *testing.T) {
 				}
 			}()
 
-			get := func(path string) (int, string) {
-				resp, err := http.Get("http://" + addr + path)
-				if err != nil {
-					return 0, err.Error()
-				}
-				defer resp.Body.Close()
-				b, _ := io.ReadAll(resp.Body)
-				return resp.StatusCode, string(b)
-			}
+			get := func(path string) (int, string) { return testenv.Get(addr, path) }
 			deadline := time.Now().Add(30 * time.Second)
 			var code int
 			var body string

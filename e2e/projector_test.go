@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net/http"
 	"os"
@@ -217,19 +216,9 @@ func trickle(ctx context.Context, s *stack, cmds []workload.Command, chunk int, 
 	return errc
 }
 
-func getStatus(addr, path string) (int, string) {
-	resp, err := http.Get("http://" + addr + path)
-	if err != nil {
-		return 0, err.Error()
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
-}
-
 // metricSum sums the samples of a metric whose line contains every filter.
 func metricSum(addr, name string, filters ...string) float64 {
-	_, body := getStatus(addr, "/metrics")
+	_, body := testenv.Get(addr, "/metrics")
 	sum := 0.0
 	for _, line := range strings.Split(body, "\n") {
 		if !strings.HasPrefix(line, name+"{") && !strings.HasPrefix(line, name+" ") {
@@ -340,7 +329,7 @@ func testOutage(t *testing.T, sink string) {
 			t.Fatalf("projector exited while %s was down: %v\n%s", sink, err, tail(p.logs.String(), 40))
 		case <-time.After(500 * time.Millisecond):
 		}
-		if code, _ := getStatus(p.addr, "/readyz"); code == http.StatusServiceUnavailable {
+		if code, _ := testenv.Get(p.addr, "/readyz"); code == http.StatusServiceUnavailable {
 			sawNotReady = true
 		}
 		if metricSum(p.addr, "ledger_projector_lag", `sink="`+sink+`"`) > 0 {

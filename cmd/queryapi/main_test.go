@@ -115,13 +115,8 @@ func TestServesQueryAPI(t *testing.T) {
 			t.Errorf("GET %s (token %q): %d %v; want %d", c.path, c.token, code, body, c.status)
 		}
 	}
-	resp, err := http.Get("http://" + addr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if !strings.Contains(string(b), `ledger_query_requests_total{code="200",route="GET /v1/accounts/{id}"}`) {
+	code, b := testenv.Get(addr, "/metrics")
+	if code != http.StatusOK || !strings.Contains(b, `ledger_query_requests_total{code="200",route="GET /v1/accounts/{id}"}`) {
 		t.Errorf("/metrics has no query request counter:\n%.2000s", b)
 	}
 }
