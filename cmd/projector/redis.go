@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -70,7 +71,7 @@ func (r rebuilder) rebuildRedis(ctx context.Context) error {
 	gen := old + 1
 	log := r.log.With("view", "redis", "generation", gen)
 	// Leftovers of an interrupted rebuild of the same generation go first.
-	if n, err := unlinkMatching(ctx, rdb, redissink.GenerationPattern(prefix, gen)); err != nil {
+	if n, err := unlinkMatching(ctx, rdb, redissink.GenerationPattern(prefix, gen), nil); err != nil {
 		return err
 	} else if n > 0 {
 		log.Info("removed leftovers of an earlier attempt", "keys", n)
@@ -131,30 +132,10 @@ func (r rebuilder) rebuildRedis(ctx context.Context) error {
 // that are not generation data keys (the pointer, anything else) stay.
 func unlinkOtherGenerations(ctx context.Context, rdb *redis.Client, prefix string, keep int) (int, error) {
 	all := strings.TrimSuffix(redissink.GenerationPattern(prefix, 0), "{*") + "*"
-	n := 0
-	var cursor uint64
-	for {
-		keys, next, err := rdb.Scan(ctx, cursor, all, 1000).Result()
-		if err != nil {
-			return n, fmt.Errorf("redis: scan %s: %w", all, err)
-		}
-		var drop []string
-		for _, k := range keys {
-			if gen, ok := generationOf(prefix, k); ok && gen != keep {
-				drop = append(drop, k)
-			}
-		}
-		if len(drop) > 0 {
-			if err := rdb.Unlink(ctx, drop...).Err(); err != nil {
-				return n, fmt.Errorf("redis: unlink: %w", err)
-			}
-			n += len(drop)
-		}
-		if next == 0 {
-			return n, nil
-		}
-		cursor = next
-	}
+	return unlinkMatching(ctx, rdb, all, func(k string) bool {
+		gen, ok := generationOf(prefix, k)
+		return ok && gen != keep
+	})
 }
 
 // generationOf returns the generation of a data key under prefix:
@@ -175,15 +156,18 @@ func generationOf(prefix, key string) (int, bool) {
 	return gen, err == nil && gen > 0
 }
 
-// unlinkMatching deletes every key matching pattern with SCAN + UNLINK and
-// returns how many it deleted.
-func unlinkMatching(ctx context.Context, rdb *redis.Client, pattern string) (int, error) {
+// unlinkMatching deletes the keys matching pattern (for which drop, when
+// not nil, is true) with SCAN + UNLINK and returns how many it deleted.
+func unlinkMatching(ctx context.Context, rdb *redis.Client, pattern string, drop func(key string) bool) (int, error) {
 	n := 0
 	var cursor uint64
 	for {
 		keys, next, err := rdb.Scan(ctx, cursor, pattern, 1000).Result()
 		if err != nil {
 			return n, fmt.Errorf("redis: scan %s: %w", pattern, err)
+		}
+		if drop != nil {
+			keys = slices.DeleteFunc(keys, func(k string) bool { return !drop(k) })
 		}
 		if len(keys) > 0 {
 			if err := rdb.Unlink(ctx, keys...).Err(); err != nil {
