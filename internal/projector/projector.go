@@ -137,11 +137,10 @@ type tp struct {
 // Projector is one member of a projector group. Run drives it; Ready may be
 // called from any goroutine.
 type Projector struct {
-	cfg          Config
-	cl           *kgo.Client
-	eventsTopic  string
-	resultsTopic string
-	m            *metrics
+	cfg         Config
+	cl          *kgo.Client
+	eventsTopic string
+	m           *metrics
 
 	// owned by the Run goroutine
 	pending  []item
@@ -167,11 +166,12 @@ func New(cfg Config) (*Projector, error) {
 		return nil, err
 	}
 	p := &Projector{
-		cfg: cfg, eventsTopic: names.Events, resultsTopic: names.Results,
-		m:       m,
-		next:    map[tp]int64{},
-		hw:      map[tp]int64{},
-		revoked: map[tp]bool{},
+		cfg:         cfg,
+		eventsTopic: names.Events,
+		m:           m,
+		next:        map[tp]int64{},
+		hw:          map[tp]int64{},
+		revoked:     map[tp]bool{},
 	}
 	topics := []string{names.Events}
 	if cfg.Results != nil {
@@ -330,22 +330,8 @@ func (p *Projector) poll(ctx context.Context, log *slog.Logger) error {
 
 func (p *Projector) decode(r *kgo.Record, log *slog.Logger) item {
 	it := item{rec: r}
-	if r.Attrs.IsControl() {
-		return it
-	}
 	var err error
-	switch r.Topic {
-	case p.eventsTopic:
-		var e projection.Event
-		if e, err = projection.FromRecord(r); err == nil {
-			it.event = &e
-		}
-	case p.resultsTopic:
-		var o projection.Outcome
-		if o, err = projection.OutcomeFromRecord(r); err == nil {
-			it.outcome = &o
-		}
-	}
+	it.event, it.outcome, err = decodeRecord(r, p.eventsTopic)
 	if err != nil {
 		reason := "malformed"
 		switch {
@@ -364,6 +350,43 @@ func (p *Projector) decode(r *kgo.Record, log *slog.Logger) item {
 	return it
 }
 
+// decodeRecord decodes a record of the events topic into an event and one
+// of the command-results topic (any other topic) into an outcome; a control
+// record decodes to neither.
+func decodeRecord(r *kgo.Record, eventsTopic string) (*projection.Event, *projection.Outcome, error) {
+	if r.Attrs.IsControl() {
+		return nil, nil, nil
+	}
+	if r.Topic == eventsTopic {
+		e, err := projection.FromRecord(r)
+		if err != nil {
+			return nil, nil, err
+		}
+		return &e, nil, nil
+	}
+	o, err := projection.OutcomeFromRecord(r)
+	if err != nil {
+		return nil, nil, err
+	}
+	return nil, &o, nil
+}
+
+// apply writes events to sink, then outcomes to results (if not nil): the
+// live projector and the rebuild's replay apply a batch the same way.
+func apply(ctx context.Context, sink projection.Sink, results ResultSink, events []projection.Event, outcomes []projection.Outcome) error {
+	if len(events) > 0 {
+		if err := sink.Apply(ctx, events); err != nil {
+			return fmt.Errorf("sink %s: apply %d events: %w", sink.Name(), len(events), err)
+		}
+	}
+	if len(outcomes) > 0 && results != nil {
+		if err := results.ApplyOutcomes(ctx, outcomes); err != nil {
+			return fmt.Errorf("apply %d command outcomes: %w", len(outcomes), err)
+		}
+	}
+	return nil
+}
+
 // flush applies the pending batch and, once the sinks report it durable,
 // commits its offsets synchronously.
 func (p *Projector) flush(ctx context.Context, log *slog.Logger) error {
@@ -377,20 +400,7 @@ func (p *Projector) flush(ctx context.Context, log *slog.Logger) error {
 			outcomes = append(outcomes, *it.outcome)
 		}
 	}
-	err := func() error {
-		if len(events) > 0 {
-			if err := p.cfg.Sink.Apply(ctx, events); err != nil {
-				return fmt.Errorf("sink %s: apply %d events: %w", p.cfg.Sink.Name(), len(events), err)
-			}
-		}
-		if len(outcomes) > 0 && p.cfg.Results != nil {
-			if err := p.cfg.Results.ApplyOutcomes(ctx, outcomes); err != nil {
-				return fmt.Errorf("apply %d command outcomes: %w", len(outcomes), err)
-			}
-		}
-		return nil
-	}()
-	if err != nil {
+	if err := apply(ctx, p.cfg.Sink, p.cfg.Results, events, outcomes); err != nil {
 		p.failures++
 		p.m.applyErrors.Inc()
 		p.setFailing(err)

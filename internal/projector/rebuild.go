@@ -292,40 +292,19 @@ func (r *Replay) apply(ctx context.Context, recs []*kgo.Record) error {
 	var events []projection.Event
 	var outcomes []projection.Outcome
 	for _, rec := range recs {
-		if rec.Attrs.IsControl() {
-			continue
-		}
-		if rec.Topic == r.events {
-			e, err := projection.FromRecord(rec)
-			if err != nil {
-				r.Skipped++
-				continue
-			}
-			events = append(events, e)
-			continue
-		}
-		o, err := projection.OutcomeFromRecord(rec)
-		if err != nil {
+		e, o, err := decodeRecord(rec, r.events)
+		switch {
+		case err != nil:
 			r.Skipped++
-			continue
+		case e != nil:
+			events = append(events, *e)
+		case o != nil:
+			outcomes = append(outcomes, *o)
 		}
-		outcomes = append(outcomes, o)
 	}
 	wait := 100 * time.Millisecond
 	for {
-		err := func() error {
-			if len(events) > 0 {
-				if err := r.cfg.Sink.Apply(ctx, events); err != nil {
-					return fmt.Errorf("sink %s: apply %d events: %w", r.cfg.Sink.Name(), len(events), err)
-				}
-			}
-			if len(outcomes) > 0 && r.cfg.Results != nil {
-				if err := r.cfg.Results.ApplyOutcomes(ctx, outcomes); err != nil {
-					return fmt.Errorf("apply %d command outcomes: %w", len(outcomes), err)
-				}
-			}
-			return nil
-		}()
+		err := apply(ctx, r.cfg.Sink, r.cfg.Results, events, outcomes)
 		if err == nil {
 			r.Applied += int64(len(events) + len(outcomes))
 			return nil
