@@ -296,18 +296,15 @@ func Swap(ctx context.Context, conn driver.Conn, o Options, gen int) error {
 	if gen <= 0 {
 		return fmt.Errorf("clickhouse swap: generation %d: must be > 0", gen)
 	}
-	live, next := tablesOf(0), tablesOf(gen)
-	have, err := existing(ctx, conn, o.Database, live.events, live.balances, live.volume, next.events, next.balances, next.volume)
+	missing, nLive, err := swapState(ctx, conn, o, gen)
 	if err != nil {
 		return fmt.Errorf("clickhouse swap: %w", err)
 	}
-	for _, n := range []string{next.events, next.balances, next.volume} {
-		if !have[n] {
-			return fmt.Errorf("clickhouse swap: table %s of generation %d does not exist", n, gen)
-		}
+	if len(missing) > 0 {
+		return fmt.Errorf("clickhouse swap: table %s of generation %d does not exist", missing[0], gen)
 	}
-	liveExists := have[live.events] && have[live.balances] && have[live.volume]
-	if !liveExists && (have[live.events] || have[live.balances] || have[live.volume]) {
+	liveExists := nLive == 3
+	if !liveExists && nLive > 0 {
 		return fmt.Errorf("clickhouse swap: live tables only partly exist; refusing to rename over them")
 	}
 	for _, q := range SwapStatements(o, gen, liveExists) {
@@ -326,22 +323,11 @@ func Swapped(ctx context.Context, conn driver.Conn, o Options, gen int) (bool, e
 	if gen <= 0 {
 		return false, fmt.Errorf("clickhouse: generation %d: must be > 0", gen)
 	}
-	live, next := tablesOf(0), tablesOf(gen)
-	have, err := existing(ctx, conn, o.Database, live.events, live.balances, live.volume, next.events, next.balances, next.volume)
+	missing, nLive, err := swapState(ctx, conn, o, gen)
 	if err != nil {
 		return false, fmt.Errorf("clickhouse: %w", err)
 	}
-	nNext, nLive := 0, 0
-	for _, n := range []string{next.events, next.balances, next.volume} {
-		if have[n] {
-			nNext++
-		}
-	}
-	for _, n := range []string{live.events, live.balances, live.volume} {
-		if have[n] {
-			nLive++
-		}
-	}
+	nNext := 3 - len(missing)
 	switch {
 	case nNext == 3:
 		return false, nil
@@ -349,6 +335,27 @@ func Swapped(ctx context.Context, conn driver.Conn, o Options, gen int) (bool, e
 		return true, nil
 	}
 	return false, fmt.Errorf("clickhouse: generation %d is partly renamed to the live names (%d of 3 tables left, %d of 3 live tables): rename by hand, then record the generation in force", gen, nNext, nLive)
+}
+
+// swapState reads which of the tables that Swap(gen) renames exist: the
+// names of gen's tables that do not, and how many of the 3 live tables do.
+func swapState(ctx context.Context, conn driver.Conn, o Options, gen int) (missing []string, nLive int, err error) {
+	live, next := tablesOf(0), tablesOf(gen)
+	have, err := existing(ctx, conn, o.Database, live.events, live.balances, live.volume, next.events, next.balances, next.volume)
+	if err != nil {
+		return nil, 0, err
+	}
+	for _, n := range []string{next.events, next.balances, next.volume} {
+		if !have[n] {
+			missing = append(missing, n)
+		}
+	}
+	for _, n := range []string{live.events, live.balances, live.volume} {
+		if have[n] {
+			nLive++
+		}
+	}
+	return missing, nLive, nil
 }
 
 // existing reports which of names exist in database db ("" = current).
