@@ -39,6 +39,9 @@ type service struct {
 	addr    string
 	source  string
 	failure string
+	// configured: the endpoint came from the environment, so a service
+	// that does not answer fails the test even outside CI.
+	configured bool
 }
 
 var (
@@ -65,6 +68,9 @@ func (s *service) get(t testing.TB) string {
 		if inCI() {
 			t.Fatalf("%s: %s (CI is set, so a missing service is a failure)", s.name, s.failure)
 		}
+		if s.configured {
+			t.Fatalf("%s: %s (an endpoint is configured, so it must answer; unset %s to skip)", s.name, s.failure, s.envVar)
+		}
 		t.Skipf("%s: %s; to run this test, %s", s.name, s.failure, howTo)
 	}
 	return s.addr
@@ -72,6 +78,7 @@ func (s *service) get(t testing.TB) string {
 
 func (s *service) resolve() {
 	if v := strings.TrimSpace(os.Getenv(s.envVar)); v != "" {
+		s.configured = true
 		first := strings.Split(v, ",")[0]
 		if err := dial(first); err != nil {
 			s.failure = fmt.Sprintf("%s=%s is set but %s does not answer: %v", s.envVar, v, first, err)

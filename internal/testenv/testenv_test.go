@@ -18,7 +18,7 @@ func TestHelperWantsKafka(t *testing.T) {
 }
 
 func TestMissingServiceFailsInCIAndSkipsOtherwise(t *testing.T) {
-	run := func(ci string) (string, error) {
+	run := func(ci string, extra ...string) (string, error) {
 		cmd := exec.Command(os.Args[0], "-test.run=^TestHelperWantsKafka$", "-test.v")
 		var env []string
 		for _, kv := range os.Environ() {
@@ -27,7 +27,7 @@ func TestMissingServiceFailsInCIAndSkipsOtherwise(t *testing.T) {
 			}
 		}
 		// No endpoint and no Docker engine.
-		cmd.Env = append(env, "TESTENV_CHILD=1", "CI="+ci, "DOCKER_HOST=unix:///nonexistent/docker.sock")
+		cmd.Env = append(append(env, "TESTENV_CHILD=1", "CI="+ci, "DOCKER_HOST=unix:///nonexistent/docker.sock"), extra...)
 		out, err := cmd.CombinedOutput()
 		return string(out), err
 	}
@@ -38,5 +38,10 @@ func TestMissingServiceFailsInCIAndSkipsOtherwise(t *testing.T) {
 	out, err = run("")
 	if err != nil || !strings.Contains(out, "--- SKIP: TestHelperWantsKafka") || !strings.Contains(out, "scripts/stack up") {
 		t.Fatalf("without CI: want a skip that says how to start the stack, got err=%v:\n%s", err, out)
+	}
+	// A configured endpoint that does not answer is a failure, CI or not.
+	out, err = run("", "KAFKA_BROKERS=127.0.0.1:1")
+	if err == nil || !strings.Contains(out, "--- FAIL: TestHelperWantsKafka") || !strings.Contains(out, "is set but") {
+		t.Fatalf("without CI, endpoint configured but down: want a failure, got err=%v:\n%s", err, out)
 	}
 }
