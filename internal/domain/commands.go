@@ -1,6 +1,7 @@
 package domain
 
 import (
+	"strconv"
 	"strings"
 	"time"
 )
@@ -19,8 +20,9 @@ const (
 
 // Envelope is carried by every command.
 type Envelope struct {
-	// CommandID is the idempotency key, unique per command; every id derived
-	// by Decide (events, saga commands) starts with it. Ids ending in
+	// CommandID is the idempotency key (see the processor's doc for its
+	// scope). Decide copies it into the events' command_id and causation_id
+	// but derives no identity from it (see EventID). Ids ending in
 	// "/credit" or "/refund" are reserved for saga commands (see
 	// ReservedCommandID).
 	CommandID string
@@ -148,9 +150,15 @@ func (*RefundTransfer) Type() string { return TypeRefundTransfer }
 // Type implements Command.
 func (*CloseAccount) Type() string { return TypeCloseAccount }
 
-// Suffixes Decide appends to a command id to derive the ids of saga commands:
-// the CreditTransfer of transfer command T is T+CreditSuffix and the
-// RefundTransfer of credit command C is C+RefundSuffix.
+// Identities the domain makes itself are unique by construction and never
+// derived from an id a client chose (a client can reuse or guess its own
+// command ids, so anything derived from them could collide):
+//
+//   - an event's id is EventID(aggregate, version), "<aggregate id>/<version>",
+//     the same string as its key on the events topic;
+//   - the CreditTransfer of a transfer is "<id of its TransferDebited event>"
+//     + CreditSuffix, so one debit has exactly one credit;
+//   - the RefundTransfer of a rejected credit C is C + RefundSuffix.
 const (
 	CreditSuffix = "/credit"
 	RefundSuffix = "/refund"
@@ -164,6 +172,12 @@ const (
 // an upstream "T/credit" would shadow the credit of transfer T.
 func ReservedCommandID(id string) bool {
 	return strings.HasSuffix(id, CreditSuffix) || strings.HasSuffix(id, RefundSuffix)
+}
+
+// EventID is the id of the event at version of aggregate: unique by
+// construction, since an aggregate has one event per version.
+func EventID(aggregate string, version int64) string {
+	return aggregate + "/" + strconv.FormatInt(version, 10)
 }
 
 // IsInternal reports whether c is a saga command (CreditTransfer or

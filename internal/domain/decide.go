@@ -194,7 +194,7 @@ func decideTransfer(s Account, c *TransferFunds) Decision {
 	}
 	credit := &CreditTransfer{
 		Envelope: Envelope{
-			CommandID:     c.CommandID + CreditSuffix,
+			CommandID:     debited.EventID + CreditSuffix,
 			AggregateID:   c.ToAccountID,
 			CorrelationID: c.CorrelationID,
 			IssuedAt:      debited.OccurredAt,
@@ -436,7 +436,7 @@ func isUpper(b byte) bool { return 'A' <= b && b <= 'Z' }
 // meta builds the metadata of the n-th event (1-based) decided for e.
 func meta(s Account, e *Envelope, n int) EventMeta {
 	return EventMeta{
-		EventID:       e.CommandID + "/" + strconv.Itoa(n),
+		EventID:       EventID(e.AggregateID, s.Version+int64(n)),
 		AggregateID:   e.AggregateID,
 		Version:       s.Version + int64(n),
 		CommandID:     e.CommandID,

@@ -196,22 +196,24 @@ func transferCases() []decideCase {
 		return []Event{&TransferDebited{EventMeta: evMeta("t1", src, version), TransferID: "tr-1", ToAccountID: dst,
 			Amount: amount, Currency: cur, BalanceAfter: after}}
 	}
-	credit := func(amount int64, cur string) []Command {
+	// The credit's id comes from the debit event, never from the client's
+	// command id (a reused or guessed id must not shadow another credit).
+	credit := func(version, amount int64, cur string) []Command {
 		return []Command{&CreditTransfer{
-			Envelope:   Envelope{CommandID: "t1/credit", AggregateID: dst, CorrelationID: "corr-1", IssuedAt: t0},
+			Envelope:   Envelope{CommandID: EventID(src, version) + CreditSuffix, AggregateID: dst, CorrelationID: "corr-1", IssuedAt: t0},
 			TransferID: "tr-1", FromAccountID: src, ToAccountID: dst, Amount: amount, Currency: cur,
 		}}
 	}
 	open := openAcct(src, "EUR", 1000, 0, 5)
 	cases := []decideCase{
 		{name: "debits and asks the destination to credit", state: open, cmd: cmd(env("t1", src), "tr-1", src, dst, 300),
-			events: debited(6, 300, "EUR", 700), commands: credit(300, "EUR")},
+			events: debited(6, 300, "EUR", 700), commands: credit(6, 300, "EUR")},
 		{name: "expected_version matches", state: open, cmd: cmd(envV("t1", src, 5), "tr-1", src, dst, 1000),
-			events: debited(6, 1000, "EUR", 0), commands: credit(1000, "EUR")},
+			events: debited(6, 1000, "EUR", 0), commands: credit(6, 1000, "EUR")},
 		{name: "into the overdraft", state: openAcct(src, "CHF", 10, 100, 1), cmd: cmd(env("t1", src), "tr-1", src, dst, 110),
-			events: debited(2, 110, "CHF", -100), commands: credit(110, "CHF")},
+			events: debited(2, 110, "CHF", -100), commands: credit(2, 110, "CHF")},
 		{name: "to an account that may not exist (the destination decides)", state: open, cmd: cmd(env("t1", src), "tr-1", src, dst, 1),
-			events: debited(6, 1, "EUR", 999), commands: credit(1, "EUR")},
+			events: debited(6, 1, "EUR", 999), commands: credit(6, 1, "EUR")},
 		{name: "insufficient funds", state: open, cmd: cmd(env("t1", src), "tr-1", src, dst, 1001), reason: ReasonInsufficientFunds},
 		{name: "same account", state: open, cmd: cmd(env("t1", src), "tr-1", src, src, 1), reason: ReasonSameAccount},
 		{name: "same account before version check", state: open, cmd: cmd(envV("t1", src, 1), "tr-1", src, src, 1), reason: ReasonSameAccount},
@@ -355,7 +357,7 @@ func TestTransferSagaRefund(t *testing.T) {
 		t.Fatalf("transfer: %s", dump(d1))
 	}
 	credit := d1.Commands[0].(*CreditTransfer)
-	if credit.CommandID != "cmd-9/credit" || credit.AggregateID != dst || credit.CorrelationID != "flow-1" ||
+	if credit.CommandID != src+"/6/credit" || credit.AggregateID != dst || credit.CorrelationID != "flow-1" ||
 		!credit.IssuedAt.Equal(tIssued) || credit.ExpectedVersion != nil {
 		t.Fatalf("credit envelope: %s", dump(credit))
 	}
@@ -366,7 +368,7 @@ func TestTransferSagaRefund(t *testing.T) {
 	}
 	refund := d2.Commands[0].(*RefundTransfer)
 	want := &RefundTransfer{
-		Envelope:   Envelope{CommandID: "cmd-9/credit/refund", AggregateID: src, CorrelationID: "flow-1", IssuedAt: tIssued},
+		Envelope:   Envelope{CommandID: src + "/6/credit/refund", AggregateID: src, CorrelationID: "flow-1", IssuedAt: tIssued},
 		TransferID: "tr-9", FromAccountID: src, ToAccountID: dst, Amount: 400, Currency: "EUR", Reason: "account_closed",
 	}
 	if dump(refund) != dump(want) {
@@ -386,7 +388,7 @@ func TestTransferSagaRefund(t *testing.T) {
 	}
 	source = Fold(source, d3.Events)
 	e := d3.Events[0].(*TransferRefunded)
-	if e.EventID != "cmd-9/credit/refund/1" || e.Version != 9 || e.BalanceAfter != 400 || e.CausationID != "cmd-9/credit/refund" ||
+	if e.EventID != src+"/9" || e.Version != 9 || e.BalanceAfter != 400 || e.CausationID != src+"/6/credit/refund" ||
 		e.CorrelationID != "flow-1" || !e.OccurredAt.Equal(tIssued) {
 		t.Fatalf("refunded event: %s", dump(e))
 	}

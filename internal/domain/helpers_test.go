@@ -40,7 +40,7 @@ func closedAcct(id, cur string, balance, version int64) Account {
 // aggregate agg at version; the id format "<command id>/1" is the contract.
 func evMeta(cmdID, agg string, version int64) EventMeta {
 	return EventMeta{
-		EventID: cmdID + "/1", AggregateID: agg, Version: version,
+		EventID: EventID(agg, version), AggregateID: agg, Version: version,
 		CommandID: cmdID, CorrelationID: "corr-1", CausationID: cmdID, OccurredAt: t0,
 	}
 }

@@ -280,7 +280,7 @@ func (m *model) deliver(c Command, corrupt bool) {
 	for i, e := range d.Events {
 		md := e.Meta()
 		want := EventMeta{
-			EventID: env.CommandID + "/" + strconv.Itoa(i+1), AggregateID: agg, Version: s.Version + int64(i) + 1,
+			EventID: EventID(agg, s.Version+int64(i)+1), AggregateID: agg, Version: s.Version + int64(i) + 1,
 			CommandID: env.CommandID, CorrelationID: env.CorrelationID, CausationID: env.CommandID, OccurredAt: env.IssuedAt,
 		}
 		if *md != want {
@@ -311,7 +311,7 @@ func (m *model) checkSaga(s Account, c Command, d Decision) {
 			return
 		}
 		want := &CreditTransfer{
-			Envelope:   Envelope{CommandID: c.CommandID + "/credit", AggregateID: c.ToAccountID, CorrelationID: c.CorrelationID, IssuedAt: c.IssuedAt},
+			Envelope:   Envelope{CommandID: EventID(c.FromAccountID, s.Version+1) + "/credit", AggregateID: c.ToAccountID, CorrelationID: c.CorrelationID, IssuedAt: c.IssuedAt},
 			TransferID: c.TransferID, FromAccountID: c.FromAccountID, ToAccountID: c.ToAccountID, Amount: c.Amount, Currency: s.Currency,
 		}
 		if len(d.Commands) != 1 || !reflect.DeepEqual(d.Commands[0], Command(want)) {
