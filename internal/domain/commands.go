@@ -157,7 +157,7 @@ func (*CloseAccount) Type() string { return TypeCloseAccount }
 //   - an event's id is EventID(aggregate, version), "<aggregate id>/<version>",
 //     the same string as its key on the events topic;
 //   - the CreditTransfer of a transfer is "<id of its TransferDebited event>"
-//     + CreditSuffix, so one debit has exactly one credit;
+//   - CreditSuffix, so one debit has exactly one credit;
 //   - the RefundTransfer of a rejected credit C is C + RefundSuffix.
 const (
 	CreditSuffix = "/credit"

@@ -33,6 +33,21 @@ const (
 	ReasonSameAccount Reason = "same_account"
 )
 
+// Outcomes that the processor gives a command without deciding it. Decide
+// never returns them; they are here so that every stable reason string is
+// defined in one place.
+const (
+	// ReasonIdempotencyKeyReused: the command id was already used for a
+	// different request (another account, type or body). The first request's
+	// outcome stands; this request is not applied.
+	ReasonIdempotencyKeyReused Reason = "idempotency_key_reused"
+	// ReasonDeadLettered: the command could not be processed (its outputs
+	// would not fit the topics' record limits, its key does not match its
+	// aggregate, ...) and was copied to the dead-letter topic, whose record
+	// the message points at.
+	ReasonDeadLettered Reason = "dead_lettered"
+)
+
 // Rejection is the outcome of a command that broke a rule. It is an error;
 // callers branch on Reason (with errors.As, or errors.Is against a
 // &Rejection{Reason: r}), never on Message, which is for humans.

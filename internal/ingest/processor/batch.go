@@ -48,7 +48,7 @@ type part struct {
 	records []*kgo.Record
 
 	accounts map[string]domain.Account // staged account states
-	dedupe   map[uint64]firstOutcome   // staged dedupe entries
+	dedupe   index                     // staged dedupe entries
 	touched  []string                  // aggregates changed, in first-touch order
 	outcomes [numOutcomes]int          // by outcome
 
@@ -82,7 +82,7 @@ func (p *Processor) newBatch(ctx context.Context, now time.Time, records []*kgo.
 	}
 	for _, pt := range b.parts {
 		pt.accounts = make(map[string]domain.Account, len(pt.records))
-		pt.dedupe = make(map[uint64]firstOutcome, len(pt.records))
+		pt.dedupe = newIndex(len(pt.records))
 	}
 	return b, nil
 }
@@ -222,9 +222,7 @@ func (b *batch) apply() {
 		for k, a := range pt.accounts {
 			pt.st.accounts[k] = a
 		}
-		for h, o := range pt.dedupe {
-			pt.st.dedupe[h] = o
-		}
+		pt.st.dedupe.merge(pt.dedupe)
 	}
 }
 
@@ -233,56 +231,46 @@ func (b *batch) apply() {
 func (pt *part) handle(r *kgo.Record) error {
 	p := pt.b.p
 	if len(r.Key) == 0 {
-		return pt.dlq(r, "", "empty key")
-	}
-	if want := kafkax.KeyPartition(r.Key, p.nparts); want != r.Partition {
-		return pt.dlq(r, "", fmt.Sprintf("misrouted: key hashes to partition %d with Kafka's murmur2 partitioner", want))
+		return pt.dlq(r, "", "empty key", nil)
 	}
 	v, err := p.cat.Decode(r.Value)
 	if err != nil {
-		return pt.dlq(r, "", fmt.Sprintf("decode: %v", err))
+		return pt.dlq(r, "", fmt.Sprintf("decode: %v", err), nil)
 	}
 	typ, _ := p.cat.Name(r.Value)
 	cmd, ok := toCommand(v)
 	if !ok {
-		return pt.dlq(r, typ, typ+" is not a command")
+		return pt.dlq(r, typ, typ+" is not a command", nil)
 	}
 	env := cmd.Env()
-	switch {
+	if env.CommandID == "" {
+		return pt.dlq(r, typ, "command_id is empty", nil)
+	}
+	in := &input{r: r, cmd: cmd, request: fingerprint(cmd)}
+	in.saga = domain.IsInternal(cmd) && header(r, HeaderOrigin) == OriginProcessor
+	in.origin = originUpstream
+	if in.saga {
+		in.origin = originProcessor
+	}
+	// An id seen before is answered before anything else, so that a
+	// repeat of a dead-lettered command gets its first outcome too.
+	if first, ok := pt.seen(env.CommandID, in.saga); ok {
+		return pt.again(in, typ, first)
+	}
+	switch want := kafkax.KeyPartition(r.Key, p.nparts); {
+	case want != r.Partition:
+		return pt.dlq(r, typ, fmt.Sprintf("misrouted: key hashes to partition %d with Kafka's murmur2 partitioner", want), in)
 	case env.AggregateID != string(r.Key):
-		return pt.dlq(r, typ, fmt.Sprintf("key %q is not the aggregate_id %q", clip(string(r.Key)), clip(env.AggregateID)))
-	case env.CommandID == "":
-		return pt.dlq(r, typ, "command_id is empty")
-	}
-
-	internal := domain.IsInternal(cmd)
-	fromProcessor := header(r, HeaderOrigin) == OriginProcessor
-	saga := internal && fromProcessor
-	origin := originUpstream
-	if saga {
-		origin = originProcessor
-	}
-	h := p.dedupeKey(env.CommandID, saga)
-	if first, ok := pt.seen(h); ok {
-		// A repeat writes nothing new; it is answered with its first
-		// outcome (marked as a repeat), so that request-reply works
-		// however long ago the first one was.
-		pt.outcomes[outcomeDuplicate]++
-		rec, err := pt.record(p.names.Results, r.Partition, pt.mem.copyBytes(env.CommandID), first.result(env.CommandID, env.AggregateID, env.CorrelationID), origin, duplicateTrue)
-		if err != nil {
-			return pt.dlq(r, typ, fmt.Sprintf("encode repeated result: %v", err))
-		}
-		pt.b.emit(rec)
-		return nil
+		return pt.dlq(r, typ, fmt.Sprintf("key %q is not the aggregate_id %q", clip(string(r.Key)), clip(env.AggregateID)), in)
 	}
 
 	state := pt.account(env.AggregateID)
 	var d domain.Decision
 	switch {
-	case internal && !fromProcessor:
+	case domain.IsInternal(cmd) && !in.saga:
 		d.Rejection = &domain.Rejection{Reason: domain.ReasonInvalidCommand,
 			Message: typ + " is internal: only the processor may issue it"}
-	case !internal && domain.ReservedCommandID(env.CommandID):
+	case !in.saga && domain.ReservedCommandID(env.CommandID):
 		d.Rejection = &domain.Rejection{Reason: domain.ReasonInvalidCommand,
 			Message: fmt.Sprintf("command_id %q: the suffixes %s and %s are reserved for saga commands",
 				clip(env.CommandID), domain.CreditSuffix, domain.RefundSuffix)}
@@ -291,11 +279,11 @@ func (pt *part) handle(r *kgo.Record) error {
 	}
 	next := domain.Fold(state, d.Events)
 
-	out, res, err := pt.outputs(r, cmd, d, next, origin)
+	out, res, err := pt.outputs(in, d, next)
 	if err != nil {
 		// Our own records did not encode (limits): the command cannot be
 		// processed, and retrying will not help.
-		return pt.dlq(r, typ, fmt.Sprintf("encode outputs: %v", err))
+		return pt.dlq(r, typ, fmt.Sprintf("encode outputs: %v", err), in)
 	}
 	if len(d.Events) > 0 {
 		if _, ok := pt.accounts[env.AggregateID]; !ok {
@@ -303,7 +291,7 @@ func (pt *part) handle(r *kgo.Record) error {
 		}
 		pt.accounts[env.AggregateID] = next
 	}
-	pt.dedupe[h] = summarize(res)
+	pt.dedupe.put(env.CommandID, in.saga, summarize(res, in.request))
 	if d.Rejection != nil {
 		pt.outcomes[outcomeRejected]++
 	} else {
@@ -315,13 +303,58 @@ func (pt *part) handle(r *kgo.Record) error {
 	return nil
 }
 
-// seen returns the first outcome of the command hashed to h if it was
-// processed within the dedupe window, in this batch or a committed one.
-func (pt *part) seen(h uint64) (firstOutcome, bool) {
-	if o, ok := pt.dedupe[h]; ok {
+// input is a decoded command record on its way through handle.
+type input struct {
+	r       *kgo.Record
+	cmd     domain.Command
+	request [16]byte // fingerprint
+	saga    bool     // a saga command the processor issued
+	origin  []byte   // HeaderOrigin value of its result
+}
+
+// again answers a command id seen before, writing nothing but a result:
+// the same request gets its first outcome, verbatim (marked as a repeat);
+// a different request under the same id is refused with
+// idempotency_key_reused, and the first outcome stands. Either record
+// carries the first outcome in HeaderDedupe, so that compaction keeping
+// only it loses nothing.
+func (pt *part) again(in *input, typ string, first firstOutcome) error {
+	env := in.cmd.Env()
+	res, mark := first.result(env.CommandID, env.AggregateID, env.CorrelationID), HeaderDuplicate
+	if first.sameRequest(in.request) {
+		pt.outcomes[outcomeDuplicate]++
+	} else {
+		res = &codec.CommandResult{
+			CommandID:     env.CommandID,
+			AggregateID:   env.AggregateID,
+			CommandType:   in.cmd.Type(),
+			CorrelationID: env.CorrelationID,
+			Status:        statusRejected,
+			Reason:        string(domain.ReasonIdempotencyKeyReused),
+			Message: fmt.Sprintf("command_id %q was already used for a different request (another account, type or body); "+
+				"that request's outcome stands and this one is not applied: send a new command_id", clip(env.CommandID)),
+			Version:     pt.account(env.AggregateID).Version,
+			Events:      []codec.EventRef{},
+			ProcessedAt: pt.b.now,
+		}
+		mark = HeaderReused
+		pt.outcomes[outcomeReused]++
+	}
+	rec, err := pt.result(in, res, first, mark)
+	if err != nil {
+		return pt.dlq(in.r, typ, fmt.Sprintf("encode the answer to a repeated command id: %v", err), nil)
+	}
+	pt.b.emit(rec)
+	return nil
+}
+
+// seen returns the first outcome of the command id if it was processed
+// within the dedupe window, in this batch or a committed one.
+func (pt *part) seen(id string, saga bool) (firstOutcome, bool) {
+	if o, ok := pt.dedupe.get(id, saga); ok {
 		return o, true
 	}
-	o, ok := pt.st.dedupe[h]
+	o, ok := pt.st.dedupe.get(id, saga)
 	return o, ok && o.at >= pt.b.now.Add(-pt.b.p.cfg.DedupeWindow).UnixMilli()
 }
 
@@ -336,8 +369,9 @@ func (pt *part) account(id string) domain.Account {
 // outputs builds the records a decision writes: its events, its result and
 // its saga commands (snapshots are written once per batch). The slice and
 // the result are scratch, valid until the next call.
-func (pt *part) outputs(r *kgo.Record, cmd domain.Command, d domain.Decision, next domain.Account, origin []byte) ([]*kgo.Record, *codec.CommandResult, error) {
+func (pt *part) outputs(in *input, d domain.Decision, next domain.Account) ([]*kgo.Record, *codec.CommandResult, error) {
 	p := pt.b.p
+	r, cmd := in.r, in.cmd
 	env := cmd.Env()
 	out := pt.out[:0]
 	refs := pt.refs[:0]
@@ -348,7 +382,7 @@ func (pt *part) outputs(r *kgo.Record, cmd domain.Command, d domain.Decision, ne
 		}
 		m := e.Meta()
 		key := pt.mem.done(strconv.AppendInt(append(append(pt.mem.buf(), m.AggregateID...), '/'), m.Version, 10))
-		rec, err := pt.record(p.names.Events, r.Partition, key, v, nil, nil)
+		rec, err := pt.record(p.names.Events, r.Partition, key, v)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -373,7 +407,7 @@ func (pt *part) outputs(r *kgo.Record, cmd domain.Command, d domain.Decision, ne
 		res.Reason = string(d.Rejection.Reason)
 		res.Message = d.Rejection.Message
 	}
-	rec, err := pt.record(p.names.Results, r.Partition, pt.mem.copyBytes(env.CommandID), res, origin, nil)
+	rec, err := pt.result(in, res, summarize(res, in.request), "")
 	if err != nil {
 		return nil, nil, err
 	}
@@ -385,7 +419,8 @@ func (pt *part) outputs(r *kgo.Record, cmd domain.Command, d domain.Decision, ne
 			return nil, nil, err
 		}
 		target := pt.mem.copyBytes(c.Env().AggregateID)
-		rec, err := pt.record(p.names.Commands, kafkax.KeyPartition(target, p.nparts), target, v, originProcessor, nil)
+		rec, err := pt.record(p.names.Commands, kafkax.KeyPartition(target, p.nparts), target, v,
+			kgo.RecordHeader{Key: HeaderOrigin, Value: originProcessor})
 		if err != nil {
 			return nil, nil, err
 		}
@@ -398,7 +433,7 @@ func (pt *part) outputs(r *kgo.Record, cmd domain.Command, d domain.Decision, ne
 // snapshots writes the latest state of every aggregate the part changed.
 func (pt *part) snapshots() error {
 	for _, id := range pt.touched {
-		rec, err := pt.record(pt.b.p.names.Snapshots, pt.st.id, pt.mem.copyBytes(id), toSnapshot(pt.accounts[id]), nil, nil)
+		rec, err := pt.record(pt.b.p.names.Snapshots, pt.st.id, pt.mem.copyBytes(id), toSnapshot(pt.accounts[id]))
 		if err != nil {
 			return fmt.Errorf("snapshot of %q: %w", id, err)
 		}
@@ -412,32 +447,46 @@ func (pt *part) snapshots() error {
 var (
 	originUpstream  = []byte(OriginUpstream)
 	originProcessor = []byte(OriginProcessor)
-	duplicateTrue   = []byte("true")
+	markTrue        = []byte("true")
 )
 
+// result encodes res, the answer to in, into a command-results record keyed
+// by the command id, carrying first (the id's first outcome) in
+// HeaderDedupe, the command record's position in HeaderCommandOffset and,
+// when mark is set, the header mark=true.
+func (pt *part) result(in *input, res *codec.CommandResult, first firstOutcome, mark string) (*kgo.Record, error) {
+	m := &pt.mem
+	hs := [4]kgo.RecordHeader{
+		{Key: HeaderOrigin, Value: in.origin},
+		{Key: HeaderDedupe, Value: m.done(first.appendHeader(m.buf()))},
+		{Key: HeaderCommandOffset, Value: m.done(appendOffset(m.buf(), in.r))},
+		{Key: mark, Value: markTrue},
+	}
+	n := 3
+	if mark != "" {
+		n = 4
+	}
+	return pt.record(pt.b.p.names.Results, in.r.Partition, m.copyBytes(res.CommandID), res, hs[:n]...)
+}
+
+// appendOffset appends "<partition>/<offset>" of r.
+func appendOffset(b []byte, r *kgo.Record) []byte {
+	b = strconv.AppendInt(b, int64(r.Partition), 10)
+	b = append(b, '/')
+	return strconv.AppendInt(b, r.Offset, 10)
+}
+
 // record encodes v into a record for topic/partition with a type header
-// and, when not nil, origin and duplicate headers.
-func (pt *part) record(topic string, partition int32, key []byte, v any, origin, duplicate []byte) (*kgo.Record, error) {
+// followed by hs.
+func (pt *part) record(topic string, partition int32, key []byte, v any, hs ...kgo.RecordHeader) (*kgo.Record, error) {
 	val, typeHeader, err := pt.b.p.cat.AppendEncodeNamed(pt.mem.buf(), v)
 	if err != nil {
 		return nil, err
 	}
 	rec := pt.mem.record()
 	rec.Topic, rec.Partition, rec.Key, rec.Value = topic, partition, key, pt.mem.done(val)
-	n := 1
-	if origin != nil {
-		n++
-	}
-	if duplicate != nil {
-		n++
-	}
-	rec.Headers = append(pt.mem.headers(n), kgo.RecordHeader{Key: HeaderType, Value: typeHeader})
-	if origin != nil {
-		rec.Headers = append(rec.Headers, kgo.RecordHeader{Key: HeaderOrigin, Value: origin})
-	}
-	if duplicate != nil {
-		rec.Headers = append(rec.Headers, kgo.RecordHeader{Key: HeaderDuplicate, Value: duplicate})
-	}
+	rec.Headers = append(pt.mem.headers(1+len(hs)), kgo.RecordHeader{Key: HeaderType, Value: typeHeader})
+	rec.Headers = append(rec.Headers, hs...)
 	if size, limit := recordSize(rec), pt.b.p.recordLimit(topic); size > limit {
 		return nil, fmt.Errorf("%s record of %d bytes is over the %d-byte record limit of %s", typeHeader, size, limit, topic)
 	}
@@ -453,8 +502,11 @@ func recordSize(r *kgo.Record) int {
 	return n
 }
 
-// dlq copies r to the DLQ topic with the reason in its headers.
-func (pt *part) dlq(r *kgo.Record, typ, reason string) error {
+// dlq copies r to the DLQ topic with the reason in its headers. When the
+// record is a command with an id (in is set), the command also gets its
+// final outcome: a rejected result with the reason dead_lettered that
+// points at the DLQ record, which a repeat of the id is answered with.
+func (pt *part) dlq(r *kgo.Record, typ, reason string, in *input) error {
 	p := pt.b.p
 	hs := []kgo.RecordHeader{
 		{Key: HeaderError, Value: []byte(reason)},
@@ -483,6 +535,33 @@ func (pt *part) dlq(r *kgo.Record, typ, reason string) error {
 	pt.b.emit(rec)
 	pt.outcomes[outcomeDLQ]++
 	p.log.Warn("record sent to the DLQ", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "reason", reason)
+	if in == nil {
+		return nil
+	}
+	env := in.cmd.Env()
+	res := &codec.CommandResult{
+		CommandID:     env.CommandID,
+		AggregateID:   env.AggregateID,
+		CommandType:   in.cmd.Type(),
+		CorrelationID: env.CorrelationID,
+		Status:        statusRejected,
+		Reason:        string(domain.ReasonDeadLettered),
+		Message: fmt.Sprintf("%s; the command was copied to %s with source-topic=%s source-partition=%d source-offset=%d",
+			clip(reason), p.names.DLQ, r.Topic, r.Partition, r.Offset),
+		Version:     pt.account(env.AggregateID).Version,
+		Events:      []codec.EventRef{},
+		ProcessedAt: pt.b.now,
+	}
+	first := summarize(res, in.request)
+	out, err := pt.result(in, res, first, "")
+	if err != nil {
+		// Only ids at the record limit get here: the DLQ record is the
+		// outcome.
+		p.log.Warn("no result for a dead-lettered command", "offset", r.Offset, "err", err)
+		return nil
+	}
+	pt.dedupe.put(env.CommandID, in.saga, first)
+	pt.b.emit(out)
 	return nil
 }
 

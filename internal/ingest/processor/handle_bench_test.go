@@ -34,7 +34,7 @@ func bareProcessor(tb testing.TB, nparts int32) *Processor {
 	}
 	p.nparts, p.dlqParts = nparts, nparts
 	for id := range nparts {
-		p.parts[id] = &partition{id: id, accounts: map[string]domain.Account{}, dedupe: map[uint64]firstOutcome{}}
+		p.parts[id] = &partition{id: id, accounts: map[string]domain.Account{}, dedupe: newIndex(0)}
 	}
 	return p
 }

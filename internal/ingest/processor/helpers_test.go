@@ -226,7 +226,7 @@ func (r *reader) results(ids ...string) map[string]*codec.CommandResult {
 			if err := codec.Default().DecodeInto(rec.Value, &res); err != nil {
 				r.t.Fatalf("result %s: %v", rec.Key, err)
 			}
-			if _, seen := out[string(rec.Key)]; seen && headerOf(rec, processor.HeaderDuplicate) != "" {
+			if _, seen := out[string(rec.Key)]; seen && answersAgain(rec) {
 				continue // keep the first outcome
 			}
 			out[string(rec.Key)] = &res
@@ -245,12 +245,18 @@ func (r *reader) results(ids ...string) map[string]*codec.CommandResult {
 	return byID(recs)
 }
 
-// countKey counts the records with key, leaving out the answers to repeated
-// commands (header duplicate): those repeat a first outcome, they are not one.
+// answersAgain reports whether a result answers a command id seen before (a
+// repeat, or a refused reuse of the id): it is not the id's first outcome.
+func answersAgain(r *kgo.Record) bool {
+	return headerOf(r, processor.HeaderDuplicate) != "" || headerOf(r, processor.HeaderReused) != ""
+}
+
+// countKey counts the records with key, leaving out the answers to command
+// ids seen before (answersAgain): they are not outcomes of their own.
 func countKey(recs []*kgo.Record, key string) int {
 	n := 0
 	for _, r := range recs {
-		if string(r.Key) == key && headerOf(r, processor.HeaderDuplicate) == "" {
+		if string(r.Key) == key && !answersAgain(r) {
 			n++
 		}
 	}

@@ -14,11 +14,12 @@ const (
 	outcomeRejected
 	outcomeDuplicate
 	outcomeDLQ
+	outcomeReused
 	numOutcomes
 )
 
 // outcomeLabels are the "outcome" label values of commands_total.
-var outcomeLabels = [numOutcomes]string{"accepted", "rejected", "duplicate", "dlq"}
+var outcomeLabels = [numOutcomes]string{"accepted", "rejected", "duplicate", "dlq", "reused"}
 
 type metrics struct {
 	commands     *prometheus.CounterVec // outcome
@@ -32,7 +33,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		commands: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "ledger", Subsystem: "processor", Name: "commands_total",
-			Help: "Command records processed, by outcome (accepted, rejected, duplicate, dlq); counted when their transaction commits.",
+			Help: "Command records processed, by outcome (accepted, rejected, duplicate, dlq, reused: refused as idempotency_key_reused); counted when their transaction commits.",
 		}, []string{"outcome"}),
 		transactions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "ledger", Subsystem: "processor", Name: "transactions_total",

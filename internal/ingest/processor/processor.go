@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/maphash"
 	"log/slog"
 	"sort"
 	"strconv"
@@ -34,8 +33,23 @@ const (
 	OriginProcessor = "processor"
 	OriginUpstream  = "upstream"
 	// HeaderDuplicate marks a command result that answers a repeated
-	// command id with the first outcome; it is not a new outcome.
+	// request (same command id, same request) with its first outcome,
+	// verbatim; it is not a new outcome.
 	HeaderDuplicate = "duplicate"
+	// HeaderReused marks a command result that refuses a request whose
+	// command id was already used for a different request
+	// (idempotency_key_reused); the first request's outcome stands.
+	HeaderReused = "reused"
+	// HeaderDedupe on every command result carries the first outcome of its
+	// command id in a compact binary form (see firstOutcome.appendHeader):
+	// whichever record of an id survives compaction, a restore recovers the
+	// id's first outcome from it, without decoding the value.
+	HeaderDedupe = "dedupe"
+	// HeaderCommandOffset on every command result names the command record
+	// it answers, as "<partition>/<offset>" of the commands topic, so that a
+	// waiter can tell its own answer from another request's under the same
+	// command id.
+	HeaderCommandOffset = "command-offset"
 
 	// DLQ headers: why the record was not processed and where it was read.
 	HeaderError           = "error"
@@ -71,10 +85,6 @@ const (
 	metadataMinAge = 100 * time.Millisecond
 )
 
-// sagaSpace is mixed into the dedupe hash of saga command ids, so that an
-// upstream command can never shadow a saga command with the same id.
-const sagaSpace uint64 = 0x9e3779b97f4a7c15
-
 // Processor is the aggregate processor. Create it with New and call Run
 // once; Ready may be called from any goroutine.
 type Processor struct {
@@ -83,7 +93,6 @@ type Processor struct {
 	log   *slog.Logger
 	m     *metrics
 	cat   *codec.Catalog
-	seed  maphash.Seed
 
 	started atomic.Bool
 
@@ -108,7 +117,7 @@ type Processor struct {
 type partition struct {
 	id       int32
 	accounts map[string]domain.Account
-	dedupe   map[uint64]firstOutcome // hash of (id space, command id) → its first outcome
+	dedupe   index // command id → its first outcome
 }
 
 // New validates cfg (after applying defaults) and registers the metrics. It
@@ -128,7 +137,6 @@ func New(cfg Config) (*Processor, error) {
 		log:     cfg.Log.With("component", "processor", "group", cfg.Group),
 		m:       m,
 		cat:     codec.Default(),
-		seed:    maphash.MakeSeed(),
 		parts:   map[int32]*partition{},
 		stateCh: make(chan struct{}),
 	}, nil
@@ -502,21 +510,8 @@ func (p *Processor) maybePrune() {
 	}
 	p.mu.Unlock()
 	for _, st := range parts {
-		for h, o := range st.dedupe {
-			if o.at < cutoff {
-				delete(st.dedupe, h)
-			}
-		}
+		st.dedupe.prune(cutoff)
 	}
-}
-
-// dedupeKey hashes a command id into its id space.
-func (p *Processor) dedupeKey(id string, saga bool) uint64 {
-	h := maphash.String(p.seed, id)
-	if saga {
-		h ^= sagaSpace
-	}
-	return h
 }
 
 // kgoLogger forwards franz-go's warnings and errors to slog.

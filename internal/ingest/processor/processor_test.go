@@ -60,7 +60,7 @@ func TestOutcomes(t *testing.T) {
 			t.Errorf("%s: got %s %q v%d (%s), want %s %q v%d", c.id, r.Status, r.Reason, r.Version, r.Message, c.status, c.reason, c.version)
 		}
 	}
-	if evs := got["c2"].Events; len(evs) != 1 || evs[0].EventID != "c2/1" || evs[0].Type != "ledger.events.FundsDeposited" || evs[0].Version != 2 {
+	if evs := got["c2"].Events; len(evs) != 1 || evs[0].EventID != "acc-1/2" || evs[0].Type != "ledger.events.FundsDeposited" || evs[0].Version != 2 {
 		t.Errorf("c2 event refs = %+v", evs)
 	}
 	if n := countKey(results.recs, "c2"); n != 1 {
@@ -131,15 +131,17 @@ func TestTransferSaga(t *testing.T) {
 		transfer("t2", "src", "nobody", 200),
 	)
 	results := e.reader(e.names.Results)
-	got := results.results("t1", "t1/credit", "t2", "t2/credit", "t2/credit/refund")
-	for id, want := range map[string]string{"t1": "ACCEPTED", "t1/credit": "ACCEPTED", "t2": "ACCEPTED",
-		"t2/credit": "REJECTED", "t2/credit/refund": "ACCEPTED"} {
+	// Saga ids come from the debit events (src versions 3 and 4), never
+	// from the client's command ids.
+	got := results.results("t1", "src/3/credit", "t2", "src/4/credit", "src/4/credit/refund")
+	for id, want := range map[string]string{"t1": "ACCEPTED", "src/3/credit": "ACCEPTED", "t2": "ACCEPTED",
+		"src/4/credit": "REJECTED", "src/4/credit/refund": "ACCEPTED"} {
 		if got[id].Status != want {
 			t.Errorf("%s: %s %s %s, want %s", id, got[id].Status, got[id].Reason, got[id].Message, want)
 		}
 	}
-	if got["t2/credit"].Reason != "account_not_found" {
-		t.Errorf("t2/credit reason %q", got["t2/credit"].Reason)
+	if got["src/4/credit"].Reason != "account_not_found" {
+		t.Errorf("src/4/credit reason %q", got["src/4/credit"].Reason)
 	}
 	for _, r := range results.recs {
 		want := processor.OriginUpstream

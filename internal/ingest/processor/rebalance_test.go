@@ -85,7 +85,7 @@ func TestRebalanceInvariants(t *testing.T) {
 	var saga []string
 	for _, r := range got {
 		if r.CommandType == "ledger.commands.TransferFunds" && r.Status == "ACCEPTED" {
-			saga = append(saga, r.CommandID+"/credit")
+			saga = append(saga, r.Events[0].EventID+"/credit") // from the debit event
 		}
 	}
 	got = results.results(saga...)

@@ -95,7 +95,7 @@ func (p *Processor) restoreOnce(ctx context.Context, ids []int32) (map[int32]*pa
 	stats := make(map[int32]*restoreStats, len(ids))
 	ranges := map[string]map[int32]kafkax.Range{snapT: {}, resT: {}}
 	for _, id := range ids {
-		out[id] = &partition{id: id, accounts: map[string]domain.Account{}, dedupe: map[uint64]firstOutcome{}}
+		out[id] = &partition{id: id, accounts: map[string]domain.Account{}, dedupe: newIndex(0)}
 		st := &restoreStats{}
 		stats[id] = st
 		for i, t := range []string{snapT, resT} {
@@ -145,7 +145,7 @@ func (p *Processor) restoreOnce(ctx context.Context, ids []int32) (map[int32]*pa
 			"aggregates_restored", len(out[id].accounts),
 			"events_replayed", 0, // every transaction snapshots what it touched
 			"results_read", st.results,
-			"dedupe_entries", len(out[id].dedupe),
+			"dedupe_entries", out[id].dedupe.len(),
 			"snapshots_hwm", st.hwm[0], "snapshots_lso_at_start", st.lso[0],
 			"results_hwm", st.hwm[1], "results_lso_at_start", st.lso[1],
 			"duration", took)
@@ -181,11 +181,29 @@ func (p *Processor) applySnapshot(st *partition, r *kgo.Record) error {
 	return nil
 }
 
-// applyResult adds one command result within the window to st's dedupe
-// index, keeping what a repeat needs to be answered with it.
+// applyResult adds the first outcome of one command result's id to st's
+// dedupe index, when it is within the window. Every result record carries
+// its id's first outcome in HeaderDedupe (first outcomes, answers to
+// repeats and refusals of a reused id alike), so whichever record of an id
+// compaction keeps, the first outcome survives. A record written before
+// that header existed holds the first outcome in its value (an answer to a
+// repeat copies it, with the first processed_at).
 func (p *Processor) applyResult(st *partition, r *kgo.Record, cutoff time.Time, stats *restoreStats) {
 	stats.results++
 	if r.Value == nil || len(r.Key) == 0 || r.Timestamp.Before(cutoff) {
+		return // a record is never older than the first outcome it carries
+	}
+	saga := header(r, HeaderOrigin) == OriginProcessor
+	if hv, ok := headerValue(r, HeaderDedupe); ok {
+		o, err := parseDedupeHeader(hv)
+		if err != nil {
+			p.log.Warn("command result with a malformed dedupe header skipped in the restore",
+				"partition", r.Partition, "offset", r.Offset, "err", err)
+			return
+		}
+		if o.at >= cutoff.UnixMilli() {
+			st.dedupe.putEarliest(string(r.Key), saga, o)
+		}
 		return
 	}
 	var res codec.CommandResult
@@ -194,13 +212,8 @@ func (p *Processor) applyResult(st *partition, r *kgo.Record, cutoff time.Time, 
 			"partition", r.Partition, "offset", r.Offset, "err", err)
 		return
 	}
-	if header(r, HeaderDuplicate) != "" {
-		return // an answer to a repeat, not a first outcome
-	}
-	saga := header(r, HeaderOrigin) == OriginProcessor
-	h := p.dedupeKey(string(r.Key), saga)
-	if prev, ok := st.dedupe[h]; !ok || res.ProcessedAt.UnixMilli() < prev.at {
-		st.dedupe[h] = summarize(&res)
+	if !res.ProcessedAt.Before(cutoff) {
+		st.dedupe.putEarliest(string(r.Key), saga, summarize(&res, [16]byte{}))
 	}
 }
 
@@ -212,4 +225,14 @@ func header(r *kgo.Record, key string) string {
 		}
 	}
 	return ""
+}
+
+// headerValue returns the value of the last header named key.
+func headerValue(r *kgo.Record, key string) ([]byte, bool) {
+	for i := len(r.Headers) - 1; i >= 0; i-- {
+		if r.Headers[i].Key == key {
+			return r.Headers[i].Value, true
+		}
+	}
+	return nil, false
 }
