@@ -114,67 +114,83 @@ func TestIntField(t *testing.T) {
 	}
 }
 
-func TestWaitersLateRegistrationAndBounds(t *testing.T) {
-	ws := newWaiters(2, 2)
-
-	// A result that arrived before anyone waited completes a later wait.
-	ws.complete("early", &outcome{accepted: true, version: 1})
-	w, cancel := ws.register("early")
-	select {
-	case o := <-w.ch:
-		if !o.accepted || o.version != 1 {
-			t.Fatalf("outcome = %+v", o)
+// TestWaitersMatchTheirOwnCommand: regression of a waiter answered with
+// another request's outcome (waiters were keyed by command id alone, and a
+// recent-results cache answered a new request with an old outcome).
+func TestWaitersMatchTheirOwnCommand(t *testing.T) {
+	ws := newWaiters(3)
+	got := func(w *waiter) *outcome {
+		select {
+		case o := <-w.ch:
+			return o
+		default:
+			return nil
 		}
-	default:
-		t.Fatal("late registration did not see the remembered result")
+	}
+
+	// Same id, another account: not this waiter's.
+	w, cancel := ws.register("acc-a", "k")
+	ws.complete("acc-b", "k", "0/7", &outcome{version: 9})
+	if o := got(w); o != nil {
+		t.Fatalf("answered with another account's outcome %+v", o)
+	}
+	// A result that comes before the produce is acknowledged is kept, and
+	// answers only if it names this waiter's record.
+	ws.complete("acc-a", "k", "1/3", &outcome{version: 1})
+	ws.complete("acc-a", "k", "1/4", &outcome{version: 2})
+	ws.produced(w, 1, 4)
+	if o := got(w); o == nil || o.version != 2 {
+		t.Fatalf("outcome = %+v, want the one for 1/4", o)
 	}
 	cancel()
 
-	// Registrations are bounded; cancel frees a slot.
-	w1, c1 := ws.register("a")
-	w2, c2 := ws.register("a") // a second waiter for the same id
-	if w1 == nil || w2 == nil {
-		t.Fatal("register refused below the bound")
+	// After the produce, only the result naming the record answers.
+	w, cancel = ws.register("acc-a", "k")
+	ws.produced(w, 1, 5)
+	ws.complete("acc-a", "k", "1/4", &outcome{version: 2})
+	if o := got(w); o != nil {
+		t.Fatalf("answered with an earlier request's outcome %+v", o)
 	}
-	if w3, _ := ws.register("b"); w3 != nil {
-		t.Fatal("register accepted beyond the bound")
-	}
-	c2()
-	if ws.count() != 1 {
-		t.Fatalf("count after cancel = %d, want 1", ws.count())
-	}
-	ws.complete("a", &outcome{reason: "version_conflict"})
-	if o := <-w1.ch; o.reason != "version_conflict" {
+	ws.complete("acc-a", "k", "1/5", &outcome{reason: "idempotency_key_reused"})
+	if o := got(w); o == nil || o.reason != "idempotency_key_reused" {
 		t.Fatalf("outcome = %+v", o)
 	}
-	c1() // after completion: a no-op
+	cancel()
 	if ws.count() != 0 {
 		t.Fatalf("count = %d, want 0", ws.count())
 	}
 
-	// The LRU keeps the most recent results only.
-	ws.complete("x", &outcome{})
-	ws.complete("y", &outcome{})
-	if _, ok := ws.recent["early"]; ok {
-		t.Fatal("LRU kept more than its capacity")
+	// A result without a position (an older processor) answers every
+	// waiter of its key.
+	w, cancel = ws.register("acc-a", "old")
+	ws.produced(w, 0, 1)
+	ws.complete("acc-a", "old", "", &outcome{version: 4})
+	if o := got(w); o == nil || o.version != 4 {
+		t.Fatalf("outcome = %+v", o)
 	}
-	if len(ws.recent) != 2 || ws.order.Len() != 2 {
-		t.Fatalf("LRU size %d/%d, want 2", len(ws.recent), ws.order.Len())
+	cancel()
+
+	// Registrations are bounded; cancel frees a slot.
+	w1, c1 := ws.register("a", "1")
+	w2, c2 := ws.register("a", "1")
+	w3, _ := ws.register("a", "2")
+	if w1 == nil || w2 == nil || w3 == nil {
+		t.Fatal("register refused below the bound")
 	}
+	if w4, _ := ws.register("b", "1"); w4 != nil {
+		t.Fatal("register accepted beyond the bound")
+	}
+	c2()
+	if ws.count() != 2 {
+		t.Fatalf("count after cancel = %d, want 2", ws.count())
+	}
+	c1()
 }
 
 // kafkaPartition is where Kafka's default partitioner puts key
 // (kafkax.KeyPartition, checked against Kafka's own vectors there).
 func kafkaPartition(key string, partitions int) int32 {
 	return kafkax.KeyPartition([]byte(key), int32(partitions))
-}
-
-// remembers reports whether the result of id is in the LRU.
-func (ws *waiters) remembers(id string) bool {
-	ws.mu.Lock()
-	defer ws.mu.Unlock()
-	_, ok := ws.recent[id]
-	return ok
 }
 
 // FuzzParseCommand: any input is either refused with a field error or

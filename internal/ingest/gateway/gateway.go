@@ -47,9 +47,9 @@ const (
 	// maxWaiting bounds the requests waiting for results at once; beyond it a
 	// request with ?wait= answers "pending" at once.
 	maxWaiting = 100_000
-	// recentResults is how many results the follower remembers for waits
-	// that register after their result arrived.
-	recentResults = 10_000
+	// headerCommandOffset is the processor's processor.HeaderCommandOffset:
+	// the "<partition>/<offset>" of the command record a result answers.
+	headerCommandOffset = "command-offset"
 )
 
 // Config configures a Gateway. Zero values take the documented defaults.
@@ -139,7 +139,7 @@ func New(cfg Config) (*Gateway, error) {
 		cfg:            cfg,
 		topics:         names,
 		prod:           prod,
-		waiters:        newWaiters(maxWaiting, recentResults),
+		waiters:        newWaiters(maxWaiting),
 		produceTimeout: defaultProduceTimeout,
 	}
 	g.m, err = newMetrics(cfg.Registerer, g.waiters)
@@ -261,7 +261,13 @@ func (g *Gateway) onResult(r *kgo.Record) {
 		return
 	}
 	g.m.results.WithLabelValues("ok").Inc()
-	g.waiters.complete(res.CommandID, outcomeOf(res))
+	var at string
+	for _, h := range r.Headers {
+		if h.Key == headerCommandOffset {
+			at = string(h.Value)
+		}
+	}
+	g.waiters.complete(res.AggregateID, res.CommandID, at, outcomeOf(res))
 }
 
 // item is one command of a request on its way through submit.
@@ -291,7 +297,7 @@ func (g *Gateway) submit(ctx context.Context, items []*item, wait time.Duration)
 	}
 	if wait > 0 {
 		for _, it := range valid {
-			it.w, it.cancel = g.waiters.register(it.cmd.commandID)
+			it.w, it.cancel = g.waiters.register(it.cmd.aggregateID, it.cmd.commandID)
 		}
 		defer func() {
 			for _, it := range valid {
@@ -317,8 +323,11 @@ func (g *Gateway) submit(ctx context.Context, items []*item, wait time.Duration)
 			Headers: []kgo.RecordHeader{{Key: "type", Value: []byte(it.cmd.typ)}},
 		}
 		wg.Add(1)
-		g.prod.Produce(pctx, rec, func(_ *kgo.Record, err error) {
+		g.prod.Produce(pctx, rec, func(r *kgo.Record, err error) {
 			it.produceErr = err
+			if err == nil && it.w != nil {
+				g.waiters.produced(it.w, r.Partition, r.Offset)
+			}
 			wg.Done()
 		})
 	}

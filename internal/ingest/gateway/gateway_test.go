@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/cqrs-ledger/ledger/internal/codec"
 	"github.com/cqrs-ledger/ledger/internal/config"
+	"github.com/cqrs-ledger/ledger/internal/ingest/processor"
 	"github.com/cqrs-ledger/ledger/internal/testenv"
 	"github.com/cqrs-ledger/ledger/topology"
 )
@@ -106,7 +108,7 @@ func (f *fixture) nextCommands(t *testing.T, n int) []*kgo.Record {
 }
 
 // produceResult writes a CommandResult transactionally, as the processor does.
-func (f *fixture) produceResult(t *testing.T, res *codec.CommandResult) {
+func (f *fixture) produceResult(t *testing.T, res *codec.CommandResult, hs ...kgo.RecordHeader) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
@@ -118,7 +120,7 @@ func (f *fixture) produceResult(t *testing.T, res *codec.CommandResult) {
 	if err := cl.BeginTransaction(); err != nil {
 		t.Fatalf("begin: %v", err)
 	}
-	if err := cl.ProduceSync(ctx, &kgo.Record{Key: []byte(res.CommandID), Value: value}).FirstErr(); err != nil {
+	if err := cl.ProduceSync(ctx, &kgo.Record{Key: []byte(res.CommandID), Value: value, Headers: hs}).FirstErr(); err != nil {
 		t.Fatalf("produce result: %v", err)
 	}
 	if err := cl.EndTransaction(ctx, kgo.TryCommit); err != nil {
@@ -520,23 +522,24 @@ func TestWaitForOutcome(t *testing.T) {
 			t.Fatalf("%d waiters left after the timeout", n)
 		}
 	})
-	t.Run("result that arrived before the wait registered", func(t *testing.T) {
-		// A client retrying a command that was processed meanwhile.
+	t.Run("only the result for this request answers it", func(t *testing.T) {
+		// An earlier request under the same id, then this one's answer.
+		got := make(chan response, 1)
+		go func() {
+			got <- serve(t, f.mux, "/v1/commands?wait=10s", "application/json", `{"type":"CloseAccount","command_id":"w-5","account_id":"w1"}`)
+		}()
+		cmd := f.nextCommands(t, 1)[0]
+		at := func(off int64) kgo.RecordHeader {
+			return kgo.RecordHeader{Key: processor.HeaderCommandOffset, Value: []byte(fmt.Sprintf("%d/%d", cmd.Partition, off))}
+		}
 		f.produceResult(t, &codec.CommandResult{CommandID: "w-5", AggregateID: "w1", CommandType: "ledger.commands.CloseAccount",
-			Status: "ACCEPTED", Version: 2, Events: []codec.EventRef{{EventID: "w-5/0", Type: "ledger.events.AccountClosed", Version: 2}}, ProcessedAt: processed})
-		deadline := time.Now().Add(10 * time.Second)
-		for !f.g.waiters.remembers("w-5") {
-			if time.Now().After(deadline) {
-				t.Fatal("the follower never saw the result")
-			}
-			time.Sleep(20 * time.Millisecond)
+			Status: "ACCEPTED", Version: 2, Events: []codec.EventRef{}, ProcessedAt: processed}, at(cmd.Offset-1))
+		f.produceResult(t, &codec.CommandResult{CommandID: "w-5", AggregateID: "w1", CommandType: "ledger.commands.CloseAccount",
+			Status: "REJECTED", Reason: "idempotency_key_reused", Message: "reused", Version: 2, Events: []codec.EventRef{}, ProcessedAt: processed}, at(cmd.Offset))
+		r := <-got
+		if r.status != http.StatusUnprocessableEntity || r.body["reason"] != "idempotency_key_reused" {
+			t.Fatalf("got %d %v, want this request's own answer (422 idempotency_key_reused)", r.status, r.body)
 		}
-		start := time.Now()
-		r := post(t, "/v1/commands?wait=10s", `{"type":"CloseAccount","command_id":"w-5","account_id":"w1"}`, nil)
-		if r.status != http.StatusOK || r.body["version"] != float64(2) || time.Since(start) > 5*time.Second {
-			t.Fatalf("got %d %v after %s", r.status, r.body, time.Since(start))
-		}
-		f.nextCommands(t, 1)
 	})
 	t.Run("batch waits per item", func(t *testing.T) {
 		got := make(chan response, 1)

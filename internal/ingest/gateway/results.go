@@ -1,7 +1,7 @@
 package gateway
 
 import (
-	"container/list"
+	"strconv"
 	"sync"
 
 	"github.com/cqrs-ledger/ledger/internal/codec"
@@ -36,102 +36,120 @@ func outcomeOf(r *codec.CommandResult) *outcome {
 	return o
 }
 
-// waiters matches command results to the requests waiting for them, by
-// command id. A request registers before it produces, so a result that
-// arrives before the produce call returns is not missed; recent results are
-// also kept in a bounded LRU, so a registration that comes just after its
-// result (a client retrying the same command id) still completes. Both are
-// bounded: at most maxWaiting registrations and recentCap results. Safe for
-// concurrent use.
+// waiters matches command results to the requests waiting for them. A
+// request waits on its command's (aggregate id, command id) and registers
+// before it produces, so a result that arrives before the produce call
+// returns is not missed; once the produce is acknowledged it learns the
+// command record's position, and only the result that names that position
+// (the processor's command-offset header) answers it. So a request is
+// never answered with the outcome of another request under the same id
+// (an earlier one, or one for another account), and every request gets
+// its own answer: the processor answers every command record, repeats
+// included. A result without the header (a processor from before it)
+// answers every waiter of its key. Registrations are bounded by
+// maxWaiting. Safe for concurrent use.
 type waiters struct {
 	mu         sync.Mutex
-	waiting    map[string]map[*waiter]struct{}
+	waiting    map[waitKey]map[*waiter]struct{}
 	n          int // registrations in waiting
 	maxWaiting int
-
-	recent    map[string]*list.Element // of *recentEntry
-	order     *list.List               // front = most recently completed
-	recentCap int
 }
+
+// waitKey is what a result is matched on before its position is compared.
+type waitKey struct{ aggregate, command string }
+
+// maxEarly bounds the results a waiter keeps while its position is unknown.
+const maxEarly = 8
 
 type waiter struct {
 	ch chan *outcome // buffered 1, receives at most one outcome
+
+	// Guarded by waiters.mu.
+	at    string              // "<partition>/<offset>" of the command; "" until produced
+	early map[string]*outcome // results that came before at was known, by position
+	done  bool
 }
 
-type recentEntry struct {
-	id string
-	o  *outcome
+func newWaiters(maxWaiting int) *waiters {
+	return &waiters{waiting: map[waitKey]map[*waiter]struct{}{}, maxWaiting: maxWaiting}
 }
 
-func newWaiters(maxWaiting, recentCap int) *waiters {
-	return &waiters{
-		waiting:    map[string]map[*waiter]struct{}{},
-		maxWaiting: maxWaiting,
-		recent:     map[string]*list.Element{},
-		order:      list.New(),
-		recentCap:  recentCap,
-	}
-}
-
-// register starts waiting for the result of id. It returns nil when the
-// registry is full (the caller answers "pending" without waiting). The
-// caller must call cancel when it stops waiting, whatever happened.
-func (ws *waiters) register(id string) (w *waiter, cancel func()) {
+// register starts waiting for the result of the command id addressed to
+// aggregate. It returns nil when the registry is full (the caller answers
+// "pending" without waiting). The caller must call cancel when it stops
+// waiting, whatever happened, and produced once the command is written.
+func (ws *waiters) register(aggregate, command string) (w *waiter, cancel func()) {
 	ws.mu.Lock()
 	defer ws.mu.Unlock()
-	w = &waiter{ch: make(chan *outcome, 1)}
-	if el, ok := ws.recent[id]; ok {
-		ws.order.MoveToFront(el)
-		w.ch <- el.Value.(*recentEntry).o
-		return w, func() {}
-	}
 	if ws.n >= ws.maxWaiting {
 		return nil, func() {}
 	}
-	set := ws.waiting[id]
+	k := waitKey{aggregate, command}
+	w = &waiter{ch: make(chan *outcome, 1)}
+	set := ws.waiting[k]
 	if set == nil {
 		set = map[*waiter]struct{}{}
-		ws.waiting[id] = set
+		ws.waiting[k] = set
 	}
 	set[w] = struct{}{}
 	ws.n++
-	return w, func() { ws.remove(id, w) }
+	return w, func() { ws.remove(k, w) }
 }
 
-func (ws *waiters) remove(id string, w *waiter) {
+// produced tells w where its command was written; a result for that
+// position that already arrived completes it.
+func (ws *waiters) produced(w *waiter, partition int32, offset int64) {
 	ws.mu.Lock()
 	defer ws.mu.Unlock()
-	set := ws.waiting[id]
+	w.at = strconv.FormatInt(int64(partition), 10) + "/" + strconv.FormatInt(offset, 10)
+	if o, ok := w.early[w.at]; ok && !w.done {
+		w.done = true
+		w.ch <- o
+	}
+	w.early = nil
+}
+
+func (ws *waiters) remove(k waitKey, w *waiter) {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	set := ws.waiting[k]
 	if _, ok := set[w]; !ok {
-		return // completed already
+		return
 	}
 	delete(set, w)
 	ws.n--
 	if len(set) == 0 {
-		delete(ws.waiting, id)
+		delete(ws.waiting, k)
 	}
 }
 
-// complete delivers the outcome of id to its waiters and remembers it.
-func (ws *waiters) complete(id string, o *outcome) {
+// complete delivers an outcome of the command id addressed to aggregate,
+// answering the command record at position at ("" when unknown), to the
+// waiters it answers.
+func (ws *waiters) complete(aggregate, command, at string, o *outcome) {
 	ws.mu.Lock()
 	defer ws.mu.Unlock()
-	for w := range ws.waiting[id] {
-		w.ch <- o // buffered, and each waiter gets exactly one
-		ws.n--
+	k := waitKey{aggregate, command}
+	set := ws.waiting[k]
+	for w := range set {
+		switch {
+		case w.done:
+		case at == "" || w.at == at:
+			w.done = true
+			w.ch <- o // buffered, and each waiter gets exactly one
+		case w.at == "" && len(w.early) < maxEarly:
+			if w.early == nil {
+				w.early = map[string]*outcome{}
+			}
+			w.early[at] = o
+		}
+		if w.done {
+			delete(set, w)
+			ws.n--
+		}
 	}
-	delete(ws.waiting, id)
-
-	if el, ok := ws.recent[id]; ok {
-		el.Value.(*recentEntry).o = o
-		ws.order.MoveToFront(el)
-		return
-	}
-	ws.recent[id] = ws.order.PushFront(&recentEntry{id: id, o: o})
-	for ws.order.Len() > ws.recentCap {
-		last := ws.order.Back()
-		ws.order.Remove(last)
-		delete(ws.recent, last.Value.(*recentEntry).id)
+	if len(set) == 0 {
+		delete(ws.waiting, k)
 	}
 }
 
