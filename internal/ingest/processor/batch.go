@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/cqrs-ledger/ledger/internal/codec"
@@ -184,11 +185,31 @@ func (p *Processor) processBatch(ctx context.Context, sess *kgo.GroupTransactSes
 	case committed:
 		b.apply()
 		p.m.transactions.WithLabelValues("committed").Inc()
-		for _, pt := range b.parts {
-			for o, n := range pt.outcomes {
-				if n > 0 {
-					p.m.commands.WithLabelValues(outcomeLabels[o]).Add(float64(n))
+		p.countOutcomes(b)
+	case try == kgo.TryCommit:
+		// A commit that End reports as not done may still have been done:
+		// franz-go retries an EndTxn commit answered UNKNOWN_SERVER_ERROR
+		// as an abort that sends nothing and returns (false, nil), while
+		// the broker may have committed. Ask the group coordinator which
+		// offsets it holds; never decide the batch again on a guess.
+		switch outcome := p.commitOutcome(ctx, b); outcome {
+		case txnCommitted:
+			b.apply()
+			p.m.transactions.WithLabelValues("committed").Inc()
+			p.countOutcomes(b)
+			p.log.Warn("End reported an abort, but the broker had committed the transaction; its state is applied and the rewound commands are answered as repeats",
+				"records", len(records))
+		case txnAborted:
+			p.m.transactions.WithLabelValues("aborted").Inc()
+			p.log.Info("transaction aborted; rewound to the committed offsets", "records", len(records))
+		default:
+			p.m.transactions.WithLabelValues("failed").Inc()
+			p.log.Error("the outcome of an aborted commit is unknown; restoring state from Kafka", "records", len(records))
+			if err := p.resync(ctx); err != nil {
+				if ctx.Err() != nil {
+					return nil
 				}
+				return err
 			}
 		}
 	default:
@@ -209,6 +230,77 @@ func (p *Processor) processBatch(ctx context.Context, sess *kgo.GroupTransactSes
 		return fmt.Errorf("processor: produce: %w", produceErr)
 	}
 	return nil
+}
+
+// countOutcomes counts the commands of a committed batch by outcome.
+func (p *Processor) countOutcomes(b *batch) {
+	for _, pt := range b.parts {
+		for o, n := range pt.outcomes {
+			if n > 0 {
+				p.m.commands.WithLabelValues(outcomeLabels[o]).Add(float64(n))
+			}
+		}
+	}
+}
+
+// What the group coordinator says became of a transaction End reported as
+// not committed.
+const (
+	txnUnknown = iota
+	txnCommitted
+	txnAborted
+)
+
+// commitBound bounds how long commitOutcome waits for a pending
+// transaction to resolve: longer than the transaction timeout (franz-go's
+// default is 40 s), after which the broker aborts it.
+const commitBound = 70 * time.Second
+
+// commitOutcome asks the group coordinator for the committed offsets of
+// the batch's partitions (require_stable: a pending transaction's offsets
+// are waited for, never read half-way). All at the batch's end: the
+// transaction committed. All before it: it aborted. Anything else (another
+// member moved them, or no answer): unknown.
+func (p *Processor) commitOutcome(ctx context.Context, b *batch) int {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitBound)
+	defer cancel()
+	for backoff := 50 * time.Millisecond; ; backoff = min(2*backoff, time.Second) {
+		offs, err := p.adm.FetchOffsetsForTopics(ctx, p.cfg.Group, p.names.Commands)
+		if err == nil {
+			err = offs.Error()
+		}
+		if err == nil {
+			return b.outcomeFrom(offs, p.names.Commands)
+		}
+		p.log.Warn("reading the committed offsets after an aborted commit; retrying", "err", err)
+		select {
+		case <-ctx.Done():
+			return txnUnknown
+		case <-time.After(backoff):
+		}
+	}
+}
+
+// outcomeFrom compares the committed offsets with the batch's.
+func (b *batch) outcomeFrom(offs kadm.OffsetResponses, topic string) int {
+	committed, aborted := 0, 0
+	for _, pt := range b.parts {
+		end := pt.records[len(pt.records)-1].Offset + 1
+		o, ok := offs.Lookup(topic, pt.st.id)
+		switch {
+		case ok && o.At == end:
+			committed++
+		case !ok || o.At < pt.records[0].Offset+1:
+			aborted++
+		}
+	}
+	switch len(b.parts) {
+	case committed:
+		return txnCommitted
+	case aborted:
+		return txnAborted
+	}
+	return txnUnknown
 }
 
 // apply moves the staged changes into the partitions' state.

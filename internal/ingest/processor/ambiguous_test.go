@@ -1,0 +1,274 @@
+package processor_test
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/cqrs-ledger/ledger/internal/audit"
+	"github.com/cqrs-ledger/ledger/internal/codec"
+	"github.com/cqrs-ledger/ledger/internal/config"
+	"github.com/cqrs-ledger/ledger/internal/ingest/processor"
+	"github.com/cqrs-ledger/ledger/internal/kafkax"
+	"github.com/cqrs-ledger/ledger/internal/workload"
+	"github.com/cqrs-ledger/ledger/topology"
+)
+
+// TestCommitAnsweredWithAnError: regression of an ambiguous commit taken
+// for an abort. The broker commits a transaction and then answers its
+// EndTxn with UNKNOWN_SERVER_ERROR; franz-go's End then reports (false,
+// nil). The processor used to treat that as a clean abort and decide the
+// rewound batch again against stale state, writing its events twice. Now it
+// asks the group coordinator, applies the committed batch, and answers the
+// rewound commands as repeats: every command's events exist once.
+func TestCommitAnsweredWithAnError(t *testing.T) {
+	lie := &endTxnLiar{}
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.ListenFn(func(network, addr string) (net.Listener, error) {
+		l, err := net.Listen(network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return &liarListener{Listener: l, lie: lie}, nil
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cluster.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+
+	kcfg := config.Kafka{Brokers: strings.Join(cluster.ListenAddrs(), ","), TopicPrefix: "amb.", ClientID: "amb-test"}
+	names := topology.NamesFor(kcfg.TopicPrefix)
+	cl, err := kafkax.NewClient(kcfg, kgo.DefaultProduceTopic(names.Commands))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	o := topology.DefaultOptions()
+	o.Prefix, o.Partitions = kcfg.TopicPrefix, 3
+	adm := kadm.NewClient(cl)
+	plan, err := topology.MakePlan(ctx, adm, topology.Declare(o), topology.PlanOptions{})
+	if err == nil {
+		err = topology.Apply(ctx, adm, plan)
+	}
+	if err != nil {
+		t.Fatalf("topology on kfake: %v", err)
+	}
+
+	// Lie about the commit of the third transaction that commits
+	// anything, and the eighth.
+	lie.arm(3, 8)
+	cmds := workload.Generate(workload.Options{Seed: 11, Accounts: 40, Commands: 600, IDPrefix: "a-"})
+	if err := workload.Produce(ctx, cl, names.Commands, cmds, nil); err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	p, err := processor.New(processor.Config{Kafka: kcfg, InstanceID: "a", Log: testLogger(t), MaxBatch: 50, Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- p.Run(runCtx) }()
+	for {
+		select {
+		case err := <-done:
+			t.Fatalf("processor stopped: %v", err)
+		case <-time.After(300 * time.Millisecond):
+		case <-ctx.Done():
+			t.Fatal(ctx.Err())
+		}
+		if up, err := kafkax.CaughtUp(ctx, kcfg, kcfg.TopicPrefix+"processor", names.Commands); err != nil || !up {
+			continue
+		}
+		l, err := audit.ReadEvents(ctx, kcfg, names.Events)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pending := 0
+		for _, tr := range l.Transfers {
+			if tr.Status() == "pending" {
+				pending++
+			}
+		}
+		if pending == 0 {
+			break
+		}
+	}
+	stop()
+	if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+		t.Fatalf("processor: %v", err)
+	}
+	if n := lie.told.Load(); n != 2 {
+		t.Fatalf("the broker lied about %d commits, want 2", n)
+	}
+
+	l, err := audit.ReadEvents(ctx, kcfg, names.Events)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if problems := l.Check(true); len(problems) > 0 {
+		t.Fatalf("%d invariant violations, first: %v", len(problems), problems[:min(10, len(problems))])
+	}
+	first := map[string]*codec.CommandResult{}
+	err = kafkax.ReadAll(ctx, kcfg, names.Results, func(r *kgo.Record) error {
+		if answersAgain(r) {
+			return nil
+		}
+		var res codec.CommandResult
+		if err := codec.Default().DecodeInto(r.Value, &res); err != nil {
+			return err
+		}
+		if prev, ok := first[res.CommandID]; ok && headerOf(r, processor.HeaderOrigin) == processor.OriginUpstream {
+			t.Errorf("command %s has two outcomes: %s and %s", res.CommandID, prev.Status, res.Status)
+		}
+		first[res.CommandID] = &res
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range cmds {
+		res, ok := first[c.ID]
+		if !ok {
+			t.Fatalf("command %s has no outcome", c.ID)
+		}
+		if want := len(res.Events); l.Commands[c.ID] != want {
+			t.Fatalf("command %s: %d events, its result lists %d", c.ID, l.Commands[c.ID], want)
+		}
+	}
+	t.Log(l.Summary())
+}
+
+// endTxnLiar rewrites the answers to chosen EndTxn commits into
+// UNKNOWN_SERVER_ERROR after the broker has committed them.
+type endTxnLiar struct {
+	mu      sync.Mutex
+	commits int          // EndTxn commit requests seen
+	which   map[int]bool // which of them to lie about (1-based)
+	told    atomic.Int32
+}
+
+func (l *endTxnLiar) arm(which ...int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.which = map[int]bool{}
+	for _, w := range which {
+		l.which[w] = true
+	}
+}
+
+// liarListener hands out connections that watch requests and rewrite
+// responses.
+type liarListener struct {
+	net.Listener
+	lie *endTxnLiar
+}
+
+func (l *liarListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &liarConn{Conn: c, lie: l.lie, lieTo: map[int32]int16{}}, nil
+}
+
+// liarConn parses the Kafka frames kfake reads (requests) and rewrites the
+// frames it writes (kfake writes one whole response per Write).
+type liarConn struct {
+	net.Conn
+	lie   *endTxnLiar
+	in    []byte
+	mu    sync.Mutex
+	lieTo map[int32]int16 // correlation id → EndTxn version, for the responses to rewrite
+}
+
+func (c *liarConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	c.in = append(c.in, b[:n]...)
+	for len(c.in) >= 4 {
+		size := int(binary.BigEndian.Uint32(c.in))
+		if len(c.in) < 4+size {
+			break
+		}
+		c.request(c.in[4 : 4+size])
+		c.in = c.in[4+size:]
+	}
+	return n, err
+}
+
+// request notes an EndTxn commit that is to be lied about.
+func (c *liarConn) request(frame []byte) {
+	if len(frame) < 10 || int16(binary.BigEndian.Uint16(frame)) != int16(kmsg.EndTxn) {
+		return
+	}
+	version := int16(binary.BigEndian.Uint16(frame[2:]))
+	corr := int32(binary.BigEndian.Uint32(frame[4:]))
+	req := kmsg.NewPtrEndTxnRequest()
+	req.SetVersion(version)
+	body := frame[8:]
+	if n := int16(binary.BigEndian.Uint16(body)); n > 0 { // client id
+		body = body[2+int(n):]
+	} else {
+		body = body[2:]
+	}
+	if req.IsFlexible() {
+		body = body[1:] // no tagged header fields from franz-go
+	}
+	if err := req.ReadFrom(body); err != nil || !req.Commit {
+		return
+	}
+	c.lie.mu.Lock()
+	c.lie.commits++
+	lie := c.lie.which[c.lie.commits]
+	c.lie.mu.Unlock()
+	if lie {
+		c.mu.Lock()
+		c.lieTo[corr] = version
+		c.mu.Unlock()
+	}
+}
+
+func (c *liarConn) Write(b []byte) (int, error) {
+	if len(b) < 8 {
+		return c.Conn.Write(b)
+	}
+	corr := int32(binary.BigEndian.Uint32(b[4:]))
+	c.mu.Lock()
+	version, ok := c.lieTo[corr]
+	delete(c.lieTo, corr)
+	c.mu.Unlock()
+	if !ok {
+		return c.Conn.Write(b)
+	}
+	resp := kmsg.NewPtrEndTxnResponse()
+	resp.SetVersion(version)
+	head := 8
+	if resp.IsFlexible() {
+		head++
+	}
+	if err := resp.ReadFrom(b[head:]); err != nil || resp.ErrorCode != 0 {
+		return c.Conn.Write(b) // not a commit the broker did: leave it
+	}
+	resp.ErrorCode = kerr.UnknownServerError.Code
+	out := resp.AppendTo(append([]byte(nil), b[:head]...))
+	binary.BigEndian.PutUint32(out, uint32(len(out)-4))
+	c.lie.told.Add(1)
+	if _, err := c.Conn.Write(out); err != nil {
+		return 0, err
+	}
+	return len(b), nil
+}
