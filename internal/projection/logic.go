@@ -129,6 +129,22 @@ func EventOf(v any) (Event, error) {
 	return e, nil
 }
 
+// HeaderReused marks a command result that refuses a request whose command
+// id was already used for another request (idempotency_key_reused). It
+// answers that request only: the id's outcome is its first one, so views of
+// command outcomes leave such records out (IsReuseRefusal).
+const HeaderReused = "reused"
+
+// IsReuseRefusal reports whether r is a command result marked HeaderReused.
+func IsReuseRefusal(r *kgo.Record) bool {
+	for _, h := range r.Headers {
+		if h.Key == HeaderReused {
+			return true
+		}
+	}
+	return false
+}
+
 // OutcomeFromRecord decodes one record of the command-results topic. A
 // tombstone returns ErrTombstone, anything but a CommandResult an error
 // matching ErrUnknownEvent.

@@ -15,9 +15,15 @@ type TransferReader interface {
 	Transfer(ctx context.Context, id string) (v TransferView, ok bool, err error)
 }
 
-// OutcomeReader reads a command's outcome; ok is false for an unknown (or expired) command.
+// OutcomeReader reads a command's outcome; ok is false for an unknown (or
+// expired) command. With account "" it is the id's first outcome. With an
+// account it is the first outcome of the id for that account, or, when the
+// id has none for it, the id's first outcome (whose AggregateID then tells
+// the caller that the id belongs to another account). A command id is
+// processed once per partition (see the processor's doc), so an id reused
+// on an account of another partition has an outcome of its own.
 type OutcomeReader interface {
-	CommandOutcome(ctx context.Context, id string) (v Outcome, ok bool, err error)
+	CommandOutcome(ctx context.Context, id, account string) (v Outcome, ok bool, err error)
 }
 
 // ApplyStats counts what a view did with the events it was given.
@@ -93,13 +99,22 @@ func (m *Memory) Apply(_ context.Context, batch []Event) error {
 	return nil
 }
 
-// ApplyOutcomes records command outcomes; the first outcome of a command id wins.
+// ApplyOutcomes records command outcomes: the first outcome of a command id
+// wins, and the first outcome of the id for each other account is kept
+// beside it.
 func (m *Memory) ApplyOutcomes(_ context.Context, batch []Outcome) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, o := range batch {
-		if _, ok := m.outcomes[o.CommandID]; !ok {
+		first, ok := m.outcomes[o.CommandID]
+		switch {
+		case !ok:
 			m.outcomes[o.CommandID] = o
+		case first.AggregateID != o.AggregateID:
+			k := o.CommandID + "\x00" + o.AggregateID
+			if _, ok := m.outcomes[k]; !ok {
+				m.outcomes[k] = o
+			}
 		}
 	}
 	return nil
@@ -139,10 +154,16 @@ func (m *Memory) Transfer(_ context.Context, id string) (TransferView, bool, err
 	return v, ok, nil
 }
 
-// CommandOutcome returns the outcome of the command with id.
-func (m *Memory) CommandOutcome(_ context.Context, id string) (Outcome, bool, error) {
+// CommandOutcome returns the outcome of the command with id; see
+// OutcomeReader for account.
+func (m *Memory) CommandOutcome(_ context.Context, id, account string) (Outcome, bool, error) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	v, ok := m.outcomes[id]
+	if ok && account != "" && v.AggregateID != account {
+		if other, ok := m.outcomes[id+"\x00"+account]; ok {
+			return other, true, nil
+		}
+	}
 	return v, ok, nil
 }

@@ -364,6 +364,9 @@ func decodeRecord(r *kgo.Record, eventsTopic string) (*projection.Event, *projec
 		}
 		return &e, nil, nil
 	}
+	if projection.IsReuseRefusal(r) {
+		return nil, nil, nil // the id's outcome is its first one
+	}
 	o, err := projection.OutcomeFromRecord(r)
 	if err != nil {
 		return nil, nil, err

@@ -236,7 +236,7 @@ func TestProjectsCommittedEventsToRedis(t *testing.T) {
 	if err := p.Ready(context.Background()); err != nil {
 		t.Fatalf("ready: %v", err)
 	}
-	o, ok, err := sink.CommandOutcome(context.Background(), "cmd-4")
+	o, ok, err := sink.CommandOutcome(context.Background(), "cmd-4", "")
 	if err != nil || !ok || o.Status != "rejected" || o.Reason != "account_closed" {
 		t.Fatalf("outcome cmd-4: %+v ok=%v err=%v", o, ok, err)
 	}

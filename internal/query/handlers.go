@@ -258,23 +258,38 @@ func (h *Handler) transfer(w http.ResponseWriter, r *http.Request) {
 	ops.WriteJSON(w, http.StatusOK, v)
 }
 
-// command serves GET /v1/commands/{id}: the outcome, or status "unknown"
-// when none is known (not processed yet, never sent, or expired).
+// command serves GET /v1/commands/{id}[?account_id=]: the outcome, or
+// status "unknown" when none is known (not processed yet, never sent, or
+// expired). With account_id, the outcome of the id for that account; 409
+// idempotency_key_reused when the id was used for another account only.
 func (h *Handler) command(w http.ResponseWriter, r *http.Request) {
 	id, perr := pathID(r)
 	if perr != nil {
 		writeParamError(w, perr)
 		return
 	}
+	account, _, perr := single(r.URL.Query(), "account_id")
+	if perr == nil && account != "" {
+		perr = checkID("account_id", account)
+	}
+	if perr != nil {
+		writeParamError(w, perr)
+		return
+	}
 	ctx, cancel := h.readCtx(r, 0)
 	defer cancel()
-	o, ok, err := h.cfg.Outcomes.CommandOutcome(ctx, id)
+	o, ok, err := h.cfg.Outcomes.CommandOutcome(ctx, id, account)
 	if err != nil {
 		h.storeError(w, r, "the outcome view", err)
 		return
 	}
 	if !ok {
 		ops.WriteJSON(w, http.StatusOK, map[string]string{"command_id": id, "status": "unknown"})
+		return
+	}
+	if account != "" && o.AggregateID != account {
+		ops.WriteJSON(w, http.StatusConflict, map[string]string{"error": "idempotency_key_reused",
+			"message": fmt.Sprintf("command id %q was first used for another account; its outcome is not this account's", clip(id))})
 		return
 	}
 	o.Status = strings.ToLower(o.Status)

@@ -48,17 +48,25 @@ func clip(s string) string {
 // accepts any non-blank string).
 func pathID(r *http.Request) (string, *paramError) {
 	id := r.PathValue("id")
-	switch {
-	case id == "" || strings.TrimSpace(id) == "":
-		return "", badParam("id", "must not be blank")
-	case len(id) > MaxIDBytes:
-		return "", badParam("id", "%d bytes; at most %d", len(id), MaxIDBytes)
-	case !utf8.ValidString(id):
-		return "", badParam("id", "must be valid UTF-8")
-	case strings.IndexFunc(id, unicode.IsControl) >= 0:
-		return "", badParam("id", "must not contain control characters")
+	if perr := checkID("id", id); perr != nil {
+		return "", perr
 	}
 	return id, nil
+}
+
+// checkID applies pathID's rules to the parameter name.
+func checkID(name, id string) *paramError {
+	switch {
+	case id == "" || strings.TrimSpace(id) == "":
+		return badParam(name, "must not be blank")
+	case len(id) > MaxIDBytes:
+		return badParam(name, "%d bytes; at most %d", len(id), MaxIDBytes)
+	case !utf8.ValidString(id):
+		return badParam(name, "must be valid UTF-8")
+	case strings.IndexFunc(id, unicode.IsControl) >= 0:
+		return badParam(name, "must not contain control characters")
+	}
+	return nil
 }
 
 // single returns the one value of name; present is false when absent. A

@@ -45,9 +45,10 @@ type TransferReader interface {
 }
 
 // OutcomeReader reads a command's outcome; ok is false when unknown or
-// expired. Safe for concurrent use.
+// expired. account selects as projection.OutcomeReader says. Safe for
+// concurrent use.
 type OutcomeReader interface {
-	CommandOutcome(ctx context.Context, id string) (v projection.Outcome, ok bool, err error)
+	CommandOutcome(ctx context.Context, id, account string) (v projection.Outcome, ok bool, err error)
 }
 
 // HistoryReader reads an account's events from the analytics store.

@@ -160,8 +160,8 @@ func (r *Reader) Transfer(ctx context.Context, id string) (projection.TransferVi
 }
 
 // CommandOutcome reads the live generation; see Sink.CommandOutcome.
-func (r *Reader) CommandOutcome(ctx context.Context, id string) (projection.Outcome, bool, error) {
-	return r.current(ctx).CommandOutcome(ctx, id)
+func (r *Reader) CommandOutcome(ctx context.Context, id, account string) (projection.Outcome, bool, error) {
+	return r.current(ctx).CommandOutcome(ctx, id, account)
 }
 
 // Ping checks that Redis answers.

@@ -23,6 +23,7 @@ import (
 //	P{<account id>}:tx         list  recent transactions, newest first, JSON (projection.TxView), at most MaxTx
 //	P{<transfer id>}:transfer  hash  transfer_id status rank from_account_id to_account_id amount currency updated_at
 //	P{<command id>}:command    hash  command_id aggregate_id command_type status reason message version processed_at; expires at processed_at+OutcomeTTL
+//	P{<command id>}:command@<account id>  hash  the same, for an outcome of the id for another account than the first's (an id reused across partitions)
 //
 // Times are RFC 3339 in UTC with up to nanoseconds; money and versions are decimal integers.
 
@@ -82,12 +83,19 @@ if tonumber(ARGV[1]) <= cur then return 0 end
 redis.call('HSET', KEYS[1], unpack(ARGV, 2))
 return 1`)
 
-	// KEYS: command. ARGV: expire-at (unix ms), field, value, … The first
-	// outcome of a command id wins. Returns 1 when written.
+	// KEYS: command, command@account. ARGV: expire-at (unix ms), account,
+	// field, value, … The first outcome of a command id wins; an outcome of
+	// the id for another account goes to the second key, where the first
+	// such outcome wins. Returns 1 when written.
 	outcomeScript = redis.NewScript(`
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 2))
-redis.call('PEXPIREAT', KEYS[1], ARGV[1])
+local key = KEYS[1]
+if redis.call('EXISTS', key) == 1 then
+  if redis.call('HGET', key, 'aggregate_id') == ARGV[2] then return 0 end
+  key = KEYS[2]
+  if redis.call('EXISTS', key) == 1 then return 0 end
+end
+redis.call('HSET', key, unpack(ARGV, 3))
+redis.call('PEXPIREAT', key, ARGV[1])
 return 1`)
 
 	scripts = []*redis.Script{accountScript, transferScript, outcomeScript}
@@ -209,8 +217,9 @@ func (s *Sink) ApplyOutcomes(ctx context.Context, batch []projection.Outcome) er
 		if !exp.After(now) {
 			continue
 		}
-		calls = append(calls, call{outcomeScript, []string{s.CommandKey(o.CommandID)}, []any{
-			exp.UnixMilli(),
+		key := s.CommandKey(o.CommandID)
+		calls = append(calls, call{outcomeScript, []string{key, key + "@" + o.AggregateID}, []any{
+			exp.UnixMilli(), o.AggregateID,
 			"command_id", o.CommandID, "aggregate_id", o.AggregateID, "command_type", o.CommandType,
 			"status", o.Status, "reason", o.Reason, "message", o.Message,
 			"version", i64(o.Version), "processed_at", fmtTime(o.ProcessedAt),
@@ -336,11 +345,23 @@ func (s *Sink) Transfer(ctx context.Context, id string) (projection.TransferView
 	return v, true, nil
 }
 
-// CommandOutcome reads the outcome of command id; ok is false when unknown or expired.
-func (s *Sink) CommandOutcome(ctx context.Context, id string) (projection.Outcome, bool, error) {
-	h, err := s.rdb.HGetAll(ctx, s.CommandKey(id)).Result()
+// CommandOutcome reads the outcome of command id (see
+// projection.OutcomeReader for account); ok is false when unknown or
+// expired.
+func (s *Sink) CommandOutcome(ctx context.Context, id, account string) (projection.Outcome, bool, error) {
+	key := s.CommandKey(id)
+	h, err := s.rdb.HGetAll(ctx, key).Result()
 	if err != nil || len(h) == 0 {
 		return projection.Outcome{}, false, err
+	}
+	if account != "" && h["aggregate_id"] != account {
+		other, err := s.rdb.HGetAll(ctx, key+"@"+account).Result()
+		if err != nil {
+			return projection.Outcome{}, false, err
+		}
+		if len(other) > 0 {
+			h = other
+		}
 	}
 	var errs []error
 	v := projection.Outcome{

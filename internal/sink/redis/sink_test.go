@@ -65,14 +65,33 @@ func TestCommandOutcomes(t *testing.T) {
 	if err := s.ApplyOutcomes(ctx, []projection.Outcome{second}); err != nil {
 		t.Fatal(err)
 	}
-	got, ok, err := s.CommandOutcome(ctx, "c1")
+	got, ok, err := s.CommandOutcome(ctx, "c1", "")
 	if err != nil || !ok || got != first {
 		t.Fatalf("c1: %+v ok=%v err=%v, want %+v", got, ok, err, first)
 	}
-	if _, ok, _ := s.CommandOutcome(ctx, "c2"); ok {
+	if _, ok, _ := s.CommandOutcome(ctx, "c2", ""); ok {
 		t.Fatal("expired outcome written")
 	}
-	if _, ok, _ := s.CommandOutcome(ctx, "nope"); ok {
+	if _, ok, _ := s.CommandOutcome(ctx, "nope", ""); ok {
 		t.Fatal("unknown command found")
+	}
+
+	// The id used for another account (on another partition): its outcome
+	// is kept beside the first, and read by account.
+	other := first
+	other.AggregateID, other.Status, other.Reason, other.Version = "b", "accepted", "", 7
+	otherAgain := other
+	otherAgain.Version = 8
+	if err := s.ApplyOutcomes(ctx, []projection.Outcome{other, otherAgain}); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		account string
+		want    projection.Outcome
+	}{{"", first}, {"a", first}, {"b", other}, {"z", first}} {
+		got, ok, err := s.CommandOutcome(ctx, "c1", c.account)
+		if err != nil || !ok || got != c.want {
+			t.Errorf("c1 for %q: %+v ok=%v err=%v, want %+v", c.account, got, ok, err, c.want)
+		}
 	}
 }
