@@ -8,6 +8,7 @@ import (
 	"os"
 	"runtime"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -105,5 +106,109 @@ func BenchmarkRestoreSnapshots(b *testing.B) {
 		b.ReportMetric(float64(n)/dur.Seconds(), "aggregates/s")
 		b.ReportMetric(perAgg, "heap-B/aggregate")
 		b.Logf("restored %d aggregates in %s (%.0f/s), %.0f B of heap per aggregate", n, dur.Round(time.Millisecond), float64(n)/dur.Seconds(), perAgg)
+	}
+}
+
+// BenchmarkRestoreDedupe measures the restore of a full dedupe window: N
+// command results (LEDGER_BENCH_RESULTS, default 10,000,000) within the
+// window, read from command-results to the high watermark into the dedupe
+// index. Each record has a realistic value (a CommandResult with one event
+// ref, ~130 bytes) and the headers the processor writes; the restore reads
+// the key and the dedupe header only. It reports the restore time and the
+// heap held per index entry:
+//
+//	LEDGER_BENCH_RESULTS=10000000 go test ./internal/ingest/processor -run '^$' -bench RestoreDedupe -benchtime 1x -timeout 60m
+func BenchmarkRestoreDedupe(b *testing.B) {
+	n := 10_000_000
+	if v, err := strconv.Atoi(os.Getenv("LEDGER_BENCH_RESULTS")); err == nil && v > 0 {
+		n = v
+	}
+	const partitions = 4
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Minute)
+	defer cancel()
+	kcfg := config.Kafka{Brokers: testenv.Kafka(b), TopicPrefix: testenv.TopicPrefix(b), ClientID: "restore-bench"}
+	cl := testenv.KafkaClient(b, kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.ProducerBatchMaxBytes(1<<20),
+		kgo.ProducerLinger(5*time.Millisecond), kgo.MaxBufferedRecords(200_000))
+	adm := kadm.NewClient(cl)
+	o := topology.DefaultOptions()
+	o.Prefix, o.Partitions = kcfg.TopicPrefix, partitions
+	plan, err := topology.MakePlan(ctx, adm, topology.Declare(o), topology.PlanOptions{})
+	if err == nil {
+		err = topology.Apply(ctx, adm, plan)
+	}
+	if err != nil {
+		b.Fatal(err)
+	}
+	names := topology.NamesFor(kcfg.TopicPrefix)
+	now := time.Now().UTC()
+	produceStart := time.Now()
+	var failed atomic.Int64
+	for i := 0; i < n; i++ {
+		id := fmt.Sprintf("cmd-%016x-%08d", uint64(i)*0x9e3779b97f4a7c15, i) // 34 bytes, like a UUID
+		agg := fmt.Sprintf("acc-%07d", i%1_000_000)
+		res := &codec.CommandResult{CommandID: id, AggregateID: agg, CommandType: "ledger.commands.DepositFunds",
+			Status: statusAccepted, Version: int64(2 + i%50),
+			Events:      []codec.EventRef{{EventID: agg + "/" + strconv.Itoa(2+i%50), Type: "ledger.events.FundsDeposited", Version: int64(2 + i%50)}},
+			ProcessedAt: now}
+		v, err := codec.Default().Encode(res)
+		if err != nil {
+			b.Fatal(err)
+		}
+		var fp [16]byte
+		copy(fp[:], id)
+		part := kafkax.KeyPartition([]byte(agg), partitions)
+		rec := &kgo.Record{Topic: names.Results, Partition: part, Key: []byte(id), Value: v, Headers: []kgo.RecordHeader{
+			{Key: HeaderType, Value: []byte("ledger.results.CommandResult")},
+			{Key: HeaderOrigin, Value: originUpstream},
+			{Key: HeaderDedupe, Value: summarize(res, fp).appendHeader(nil)},
+			{Key: HeaderCommandOffset, Value: []byte(strconv.Itoa(int(part)) + "/" + strconv.Itoa(i/partitions))},
+		}}
+		cl.Produce(ctx, rec, func(_ *kgo.Record, err error) {
+			if err != nil && failed.Add(1) == 1 {
+				b.Error(err)
+			}
+		})
+		if i%1_000_000 == 999_999 {
+			b.Logf("produced %d", i+1)
+		}
+	}
+	if err := cl.Flush(ctx); err != nil || failed.Load() > 0 {
+		b.Fatal(err, failed.Load())
+	}
+	b.Logf("produced %d command results in %s", n, time.Since(produceStart).Round(time.Millisecond))
+
+	for i := 0; i < b.N; i++ {
+		p, err := New(Config{Kafka: kcfg, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		if err != nil {
+			b.Fatal(err)
+		}
+		p.adm = adm
+		p.nparts = partitions
+		runtime.GC()
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		b.ResetTimer()
+		start := time.Now()
+		parts, err := p.restore(ctx, []int32{0, 1, 2, 3})
+		dur := time.Since(start)
+		b.StopTimer()
+		if err != nil {
+			b.Fatal(err)
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		got := 0
+		for _, st := range parts {
+			got += st.dedupe.len()
+		}
+		if got != n {
+			b.Fatalf("restored %d dedupe entries, want %d", got, n)
+		}
+		perEntry := float64(int64(after.HeapAlloc)-int64(before.HeapAlloc)) / float64(n)
+		runtime.KeepAlive(parts)
+		b.ReportMetric(dur.Seconds(), "restore-s")
+		b.ReportMetric(float64(n)/dur.Seconds(), "entries/s")
+		b.ReportMetric(perEntry, "heap-B/entry")
+		b.Logf("restored %d dedupe entries in %s (%.0f/s), %.0f B of heap per entry", n, dur.Round(time.Millisecond), float64(n)/dur.Seconds(), perEntry)
 	}
 }
