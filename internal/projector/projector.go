@@ -78,6 +78,19 @@ type Config struct {
 	// SessionTimeout is how long the group waits for a crashed member before
 	// reassigning its partitions; 0 means franz-go's default (45s).
 	SessionTimeout time.Duration
+	// RebalanceTimeout is how long a rebalance waits for this member to
+	// finish its batch and rejoin before evicting it; 0 means franz-go's
+	// default (60s).
+	RebalanceTimeout time.Duration
+	// WriteDeadline bounds one apply of a batch: nothing is written to the
+	// store after it, and a member taking over a partition whose previous
+	// owner died mid-write waits for it (see fence.go). Default 10s.
+	WriteDeadline time.Duration
+	// ClockSkew is the most the members' clocks may differ. Default 1s.
+	ClockSkew time.Duration
+	// InstanceID is the member's static group instance id (KIP-345), if it
+	// has one.
+	InstanceID string
 }
 
 func (c *Config) defaults() {
@@ -98,6 +111,12 @@ func (c *Config) defaults() {
 	}
 	if c.Log == nil {
 		c.Log = slog.Default()
+	}
+	if c.WriteDeadline <= 0 {
+		c.WriteDeadline = 10 * time.Second
+	}
+	if c.ClockSkew <= 0 {
+		c.ClockSkew = time.Second
 	}
 	if c.Group == "" && c.Sink != nil {
 		c.Group = DefaultGroup(c.Kafka.TopicPrefix, c.Sink.Name())
@@ -149,9 +168,11 @@ type Projector struct {
 	next     map[tp]int64
 	hw       map[tp]int64
 
-	mu      sync.Mutex // guards revoked and failing
-	revoked map[tp]bool
-	failing error
+	mu        sync.Mutex // guards revoked, failing and notBefore
+	revoked   map[tp]bool
+	failing   error
+	notBefore time.Time          // no store write before it: a previous owner may still be writing
+	awaiting  map[string][]int32 // the partitions notBefore is for
 }
 
 // New connects a projector; Run starts consuming.
@@ -194,6 +215,12 @@ func New(cfg Config) (*Projector, error) {
 	}
 	if cfg.SessionTimeout > 0 {
 		opts = append(opts, kgo.SessionTimeout(cfg.SessionTimeout))
+	}
+	if cfg.InstanceID != "" {
+		opts = append(opts, kgo.InstanceID(cfg.InstanceID))
+	}
+	if cfg.RebalanceTimeout > 0 {
+		opts = append(opts, kgo.RebalanceTimeout(cfg.RebalanceTimeout))
 	}
 	cl, err := kafkax.NewClient(cfg.Kafka, opts...)
 	if err != nil {
@@ -403,7 +430,16 @@ func (p *Projector) flush(ctx context.Context, log *slog.Logger) error {
 			outcomes = append(outcomes, *it.outcome)
 		}
 	}
-	if err := apply(ctx, p.cfg.Sink, p.cfg.Results, events, outcomes); err != nil {
+	err := p.awaitPrevious(ctx)
+	if err == nil {
+		deadline := time.Now().Add(p.cfg.WriteDeadline)
+		if err = p.announce(ctx, deadline); err == nil {
+			actx, cancel := context.WithDeadline(ctx, deadline)
+			err = apply(actx, p.cfg.Sink, p.cfg.Results, events, outcomes)
+			cancel()
+		}
+	}
+	if err != nil {
 		p.failures++
 		p.m.applyErrors.Inc()
 		p.setFailing(err)
@@ -420,11 +456,15 @@ func (p *Projector) flush(ctx context.Context, log *slog.Logger) error {
 	// commit short, hence WithoutCancel.
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	p.prune() // never commit for partitions revoked meanwhile
+	// Every applied record is committed, also of partitions revoked during
+	// the apply: the commit tells their new owner the write is done (see
+	// fence.go), and it cannot undo the new owner's progress, which waits
+	// for it.
 	var commit []*kgo.Record
 	for _, it := range p.pending {
 		commit = append(commit, it.rec)
 	}
+	p.prune()
 	if err := p.cl.CommitRecords(cctx, commit...); err != nil {
 		p.m.commitErrors.Inc()
 		log.Warn("commit failed; the batch will be delivered again", "err", err, "records", len(commit))
@@ -512,7 +552,8 @@ func (p *Projector) revoke(_ context.Context, _ *kgo.Client, lost map[string][]i
 // saw it: records fetched under the new assignment must not be dropped
 // (that would skip them); old ones still pending are applied again, which
 // the sinks ignore by version.
-func (p *Projector) assigned(_ context.Context, _ *kgo.Client, got map[string][]int32) {
+func (p *Projector) assigned(ctx context.Context, _ *kgo.Client, got map[string][]int32) {
+	p.awaitOwners(ctx, got)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for t, parts := range got {
@@ -526,4 +567,37 @@ func (p *Projector) assigned(_ context.Context, _ *kgo.Client, got map[string][]
 			p.cfg.OnAssigned()
 		}
 	}
+}
+
+// awaitOwners runs in the client's group goroutine after an assignment: it
+// reads whether a previous owner of the partitions announced a write it
+// may not have finished, and defers this member's writes until that write's
+// deadline (see fence.go). When it cannot tell, it waits a whole
+// WriteDeadline.
+func (p *Projector) awaitOwners(ctx context.Context, got map[string][]int32) {
+	if len(got) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	until, err := p.previousDeadline(ctx, got)
+	if err != nil {
+		p.cfg.Log.Warn("cannot read the previous owners' write deadlines; waiting a whole write deadline", "err", err)
+		until = time.Now().Add(p.cfg.WriteDeadline)
+	}
+	if until.IsZero() {
+		return
+	}
+	until = until.Add(p.cfg.ClockSkew)
+	p.mu.Lock()
+	if until.After(p.notBefore) {
+		p.notBefore = until
+	}
+	if p.awaiting == nil {
+		p.awaiting = map[string][]int32{}
+	}
+	for t, parts := range got {
+		p.awaiting[t] = append(p.awaiting[t], parts...)
+	}
+	p.mu.Unlock()
 }

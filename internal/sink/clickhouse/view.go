@@ -376,6 +376,12 @@ func (v *View) insertEvents(ctx context.Context, rows []eventRow) error {
 				return fmt.Errorf("clickhouse: insert events: append %s/%d: %w", r.AggregateID, r.Version, err)
 			}
 		}
+		if err := ctx.Err(); err != nil {
+			// Past the apply's write deadline (see the projector's
+			// fencing): another member may own the rows now.
+			_ = b.Abort()
+			return fmt.Errorf("clickhouse: not written: %w", err)
+		}
 		if err := b.Send(); err != nil {
 			return fmt.Errorf("clickhouse: insert events: %w", err)
 		}
@@ -405,6 +411,12 @@ func (v *View) insertBalances(ctx context.Context, states map[string]projection.
 				_ = b.Abort()
 				return fmt.Errorf("clickhouse: insert balances: append %s: %w", st.AccountID, err)
 			}
+		}
+		if err := ctx.Err(); err != nil {
+			// Past the apply's write deadline (see the projector's
+			// fencing): another member may own the rows now.
+			_ = b.Abort()
+			return fmt.Errorf("clickhouse: not written: %w", err)
 		}
 		if err := b.Send(); err != nil {
 			return fmt.Errorf("clickhouse: insert balances: %w", err)
