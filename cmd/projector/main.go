@@ -58,6 +58,7 @@ func run(args []string) error {
 		maxBatch int
 		maxDelay time.Duration
 		session  time.Duration
+		writeDL  time.Duration
 	)
 	serveFS := flag.NewFlagSet("projector", flag.ContinueOnError)
 	sc.register(serveFS, "ledger-projector")
@@ -67,6 +68,7 @@ func run(args []string) error {
 	serveFS.IntVar(&maxBatch, "max-batch", 1000, "records applied per batch, at most (MAX_BATCH)")
 	serveFS.DurationVar(&maxDelay, "max-delay", 200*time.Millisecond, "how long a batch waits to fill up (MAX_DELAY)")
 	serveFS.DurationVar(&session, "group-session-timeout", 45*time.Second, "how long the group waits for a crashed projector before reassigning its partitions (GROUP_SESSION_TIMEOUT)")
+	serveFS.DurationVar(&writeDL, "write-deadline", 10*time.Second, "the most one batch's write to a store may take; a projector taking over a partition from one that died mid-write waits for it (WRITE_DEADLINE)")
 	serve := &ffcli.Command{
 		Name:       "serve",
 		ShortUsage: "projector [serve] [flags]",
@@ -80,6 +82,9 @@ func run(args []string) error {
 			}
 			if maxBatch <= 0 {
 				errs = append(errs, fmt.Errorf("max-batch %d: must be positive", maxBatch))
+			}
+			if writeDL <= 0 {
+				errs = append(errs, fmt.Errorf("write-deadline %s: must be positive", writeDL))
 			}
 			if err := errors.Join(errs...); err != nil {
 				return fmt.Errorf("configuration:\n%w", err)
@@ -95,7 +100,7 @@ func run(args []string) error {
 				}
 				s.OnClose(cl.Close)
 				s.Ready.Add("kafka", cl.Ping)
-				base := projector.Config{Kafka: sc.kafka, MaxBatch: maxBatch, MaxDelay: maxDelay, SessionTimeout: session}
+				base := projector.Config{Kafka: sc.kafka, MaxBatch: maxBatch, MaxDelay: maxDelay, SessionTimeout: session, WriteDeadline: writeDL}
 				if serveRed {
 					if err := serveRedis(s, sc, base); err != nil {
 						return err
