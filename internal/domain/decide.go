@@ -87,7 +87,7 @@ func Decide(s Account, c Command) Decision {
 }
 
 func decideOpen(s Account, c *OpenAccount) Decision {
-	if r := checkEnvelope(s, &c.Envelope, false); r != nil {
+	if r := checkEnvelope(s, c); r != nil {
 		return rejected(r)
 	}
 	switch {
@@ -113,7 +113,7 @@ func decideOpen(s Account, c *OpenAccount) Decision {
 }
 
 func decideDeposit(s Account, c *DepositFunds) Decision {
-	if r := checkEnvelope(s, &c.Envelope, false); r != nil {
+	if r := checkEnvelope(s, c); r != nil {
 		return rejected(r)
 	}
 	if r := checkAmount(c.Amount); r != nil {
@@ -138,7 +138,7 @@ func decideDeposit(s Account, c *DepositFunds) Decision {
 }
 
 func decideWithdraw(s Account, c *WithdrawFunds) Decision {
-	if r := checkEnvelope(s, &c.Envelope, false); r != nil {
+	if r := checkEnvelope(s, c); r != nil {
 		return rejected(r)
 	}
 	if r := checkAmount(c.Amount); r != nil {
@@ -163,7 +163,7 @@ func decideWithdraw(s Account, c *WithdrawFunds) Decision {
 }
 
 func decideTransfer(s Account, c *TransferFunds) Decision {
-	if r := checkEnvelope(s, &c.Envelope, false); r != nil {
+	if r := checkEnvelope(s, c); r != nil {
 		return rejected(r)
 	}
 	if r := checkTransferShape(&c.Envelope, c.TransferID, c.FromAccountID, c.ToAccountID, c.FromAccountID, "from_account_id"); r != nil {
@@ -214,7 +214,7 @@ func decideTransfer(s Account, c *TransferFunds) Decision {
 // valid to send it. Every other rejection comes with the RefundTransfer that
 // returns the in-flight amount to the source.
 func decideCredit(s Account, c *CreditTransfer) Decision {
-	if r := checkEnvelope(s, &c.Envelope, true); r != nil {
+	if r := checkEnvelope(s, c); r != nil {
 		return rejected(r)
 	}
 	if r := checkTransferShape(&c.Envelope, c.TransferID, c.FromAccountID, c.ToAccountID, c.ToAccountID, "to_account_id"); r != nil {
@@ -284,7 +284,7 @@ func decideCredit(s Account, c *CreditTransfer) Decision {
 // result, for an operator to settle once the source's balance has come down.
 // An account would need more than 9.2e18 minor units for this to happen.
 func decideRefund(s Account, c *RefundTransfer) Decision {
-	if r := checkEnvelope(s, &c.Envelope, true); r != nil {
+	if r := checkEnvelope(s, c); r != nil {
 		return rejected(r)
 	}
 	if r := checkTransferShape(&c.Envelope, c.TransferID, c.FromAccountID, c.ToAccountID, c.FromAccountID, "from_account_id"); r != nil {
@@ -323,7 +323,7 @@ func decideRefund(s Account, c *RefundTransfer) Decision {
 }
 
 func decideClose(s Account, c *CloseAccount) Decision {
-	if r := checkEnvelope(s, &c.Envelope, false); r != nil {
+	if r := checkEnvelope(s, c); r != nil {
 		return rejected(r)
 	}
 	if r := checkVersion(s, &c.Envelope); r != nil {
@@ -338,9 +338,21 @@ func decideClose(s Account, c *CloseAccount) Decision {
 	return accepted(&AccountClosed{EventMeta: meta(s, &c.Envelope, 1)})
 }
 
-// checkEnvelope validates what every command carries, and that s is the
-// state of the aggregate the command is addressed to.
-func checkEnvelope(s Account, e *Envelope, internal bool) *Rejection {
+// checkEnvelope validates what every command carries, that every field is
+// within the input bounds (CheckBounds), and that s is the state of the
+// aggregate the command is addressed to.
+func checkEnvelope(s Account, c Command) *Rejection {
+	e, internal := c.Env(), IsInternal(c)
+	if r := checkRequired(s, e, internal); r != nil {
+		return r
+	}
+	if b := CheckBounds(c); b != nil {
+		return invalid(b.Error())
+	}
+	return nil
+}
+
+func checkRequired(s Account, e *Envelope, internal bool) *Rejection {
 	switch {
 	case e.CommandID == "":
 		return invalid("command_id is required")

@@ -3,6 +3,7 @@ package domain
 import (
 	"errors"
 	"math"
+	"strings"
 	"testing"
 	"time"
 )
@@ -96,8 +97,14 @@ func openCases() []decideCase {
 			events: opened("c1", "Ada", "JPY", 0)},
 		{name: "expected_version 0 means must not exist", state: none, cmd: cmd(envV("c1", src, 0), "Ada", "USD", 0),
 			events: opened("c1", "Ada", "USD", 0)},
-		{name: "huge overdraft", state: none, cmd: cmd(env("c1", src), "Ada", "USD", math.MaxInt64),
-			events: opened("c1", "Ada", "USD", math.MaxInt64)},
+		{name: "largest overdraft", state: none, cmd: cmd(env("c1", src), "Ada", "USD", MaxAmount),
+			events: opened("c1", "Ada", "USD", MaxAmount)},
+		{name: "overdraft over the bound", state: none, cmd: cmd(env("c1", src), "Ada", "USD", MaxAmount+1),
+			reason: ReasonInvalidCommand, msgHint: "overdraft_limit"},
+		{name: "owner over the bound", state: none, cmd: cmd(env("c1", src), strings.Repeat("o", MaxOwnerBytes+1), "USD", 0),
+			reason: ReasonInvalidCommand, msgHint: "owner"},
+		{name: "account id over the bound", state: none, cmd: cmd(env("c1", strings.Repeat("a", MaxIDBytes+1)), "Ada", "USD", 0),
+			reason: ReasonInvalidCommand, msgHint: "account_id"},
 		{name: "exists open", state: openAcct(src, "EUR", 0, 0, 3), cmd: cmd(env("c1", src), "Ada", "EUR", 0),
 			reason: ReasonAccountExists},
 		{name: "exists closed", state: closedAcct(src, "EUR", 0, 4), cmd: cmd(env("c1", src), "Ada", "EUR", 0),
@@ -137,8 +144,10 @@ func depositCases() []decideCase {
 			events: deposited(10, 50, "EUR", -250)},
 		{name: "up to exactly MaxInt64", state: openAcct(src, "EUR", math.MaxInt64-10, 0, 2), cmd: cmd(env("c2", src), 10),
 			events: deposited(3, 10, "EUR", math.MaxInt64)},
-		{name: "MaxInt64 into zero", state: openAcct(src, "EUR", 0, 0, 2), cmd: cmd(env("c2", src), math.MaxInt64),
-			events: deposited(3, math.MaxInt64, "EUR", math.MaxInt64)},
+		{name: "largest amount into zero", state: openAcct(src, "EUR", 0, 0, 2), cmd: cmd(env("c2", src), MaxAmount),
+			events: deposited(3, MaxAmount, "EUR", MaxAmount)},
+		{name: "amount over the bound", state: openAcct(src, "EUR", 0, 0, 2), cmd: cmd(env("c2", src), MaxAmount+1),
+			reason: ReasonInvalidCommand, msgHint: "amount"},
 		{name: "overflow", state: openAcct(src, "EUR", math.MaxInt64-10, 0, 2), cmd: cmd(env("c2", src), 11),
 			reason: ReasonInvalidCommand, msgHint: "amount"},
 		{name: "not found", state: Account{}, cmd: cmd(env("c2", src), 50), reason: ReasonAccountNotFound},
@@ -172,11 +181,11 @@ func withdrawCases() []decideCase {
 		{name: "one past the overdraft floor", state: openAcct(src, "GBP", 100, 50, 2), cmd: cmd(env("c3", src), 151), reason: ReasonInsufficientFunds},
 		{name: "empty account without overdraft", state: openAcct(src, "EUR", 0, 0, 1), cmd: cmd(env("c3", src), 1), reason: ReasonInsufficientFunds},
 		{name: "already overdrawn", state: openAcct(src, "EUR", -50, 50, 4), cmd: cmd(env("c3", src), 1), reason: ReasonInsufficientFunds},
-		{name: "MaxInt64 overdraft, MaxInt64 balance and amount", state: openAcct(src, "EUR", maxI, maxI, 2), cmd: cmd(env("c3", src), maxI),
-			events: withdrawn(3, maxI, "EUR", 0)},
-		{name: "MaxInt64 overdraft down to -MaxInt64", state: openAcct(src, "EUR", 0, maxI, 2), cmd: cmd(env("c3", src), maxI),
-			events: withdrawn(3, maxI, "EUR", -maxI)},
-		{name: "would underflow int64", state: openAcct(src, "EUR", -1, maxI, 2), cmd: cmd(env("c3", src), maxI), reason: ReasonInsufficientFunds},
+		{name: "MaxInt64 overdraft and balance, largest amount", state: openAcct(src, "EUR", maxI, maxI, 2), cmd: cmd(env("c3", src), MaxAmount),
+			events: withdrawn(3, MaxAmount, "EUR", maxI-MaxAmount)},
+		{name: "MaxInt64 overdraft down to -MaxInt64", state: openAcct(src, "EUR", MaxAmount-maxI, maxI, 2), cmd: cmd(env("c3", src), MaxAmount),
+			events: withdrawn(3, MaxAmount, "EUR", -maxI)},
+		{name: "would underflow int64", state: openAcct(src, "EUR", -maxI+MaxAmount-1, maxI, 2), cmd: cmd(env("c3", src), MaxAmount), reason: ReasonInsufficientFunds},
 		{name: "at -MaxInt64", state: openAcct(src, "EUR", -maxI, maxI, 2), cmd: cmd(env("c3", src), 1), reason: ReasonInsufficientFunds},
 		{name: "not found", state: Account{}, cmd: cmd(env("c3", src), 1), reason: ReasonAccountNotFound},
 		{name: "closed", state: closedAcct(src, "EUR", 0, 5), cmd: cmd(env("c3", src), 1), reason: ReasonAccountClosed},

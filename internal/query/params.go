@@ -9,8 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode"
-	"unicode/utf8"
+
+	"github.com/cqrs-ledger/ledger/internal/domain"
 )
 
 // Error codes of the query API (the "error" member of an error body).
@@ -54,17 +54,11 @@ func pathID(r *http.Request) (string, *paramError) {
 	return id, nil
 }
 
-// checkID applies pathID's rules to the parameter name.
+// checkID applies the domain's id bounds (domain.CheckID) to the parameter
+// name.
 func checkID(name, id string) *paramError {
-	switch {
-	case id == "" || strings.TrimSpace(id) == "":
-		return badParam(name, "must not be blank")
-	case len(id) > MaxIDBytes:
-		return badParam(name, "%d bytes; at most %d", len(id), MaxIDBytes)
-	case !utf8.ValidString(id):
-		return badParam(name, "must be valid UTF-8")
-	case strings.IndexFunc(id, unicode.IsControl) >= 0:
-		return badParam(name, "must not contain control characters")
+	if b := domain.CheckID(name, id); b != nil {
+		return badParam(name, "%s", b.Message)
 	}
 	return nil
 }

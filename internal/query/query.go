@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/cqrs-ledger/ledger/internal/ops"
+	"github.com/cqrs-ledger/ledger/internal/domain"
 	"github.com/cqrs-ledger/ledger/internal/projection"
 	chsink "github.com/cqrs-ledger/ledger/internal/sink/clickhouse"
 )
@@ -79,7 +80,8 @@ const (
 	// (60 s) must outlast the longest wait.
 	MaxWaitLimit = 30 * time.Second
 
-	MaxIDBytes = 128
+	// MaxIDBytes is the domain's bound on ids: nothing longer can exist.
+	MaxIDBytes = domain.MaxIDBytes
 
 	DefaultTxLimit      = 20
 	MaxTxLimit          = 100

@@ -268,6 +268,9 @@ func parseCommand(data []byte, now time.Time) (*command, *FieldError) {
 		if strings.TrimSpace(env.commandID) == "" {
 			return nil, fieldErr("command_id", "must not be blank")
 		}
+		if b := domain.CheckID("command_id", env.commandID); b != nil {
+			return nil, fieldErr(b.Field, "%s", b.Message)
+		}
 		if domain.ReservedCommandID(env.commandID) {
 			return nil, fieldErr("command_id", "the suffixes %s and %s are reserved for saga commands", domain.CreditSuffix, domain.RefundSuffix)
 		}
@@ -278,6 +281,11 @@ func parseCommand(data []byte, now time.Time) (*command, *FieldError) {
 	}
 	if env.correlationID, ferr = stringField(obj, "correlation_id", false); ferr != nil {
 		return nil, ferr
+	}
+	if env.correlationID != "" {
+		if b := domain.CheckID("correlation_id", env.correlationID); b != nil {
+			return nil, fieldErr(b.Field, "%s", b.Message)
+		}
 	}
 	if raw, ok := obj["expected_version"]; ok && !isNull(raw) {
 		v, ferr := intField("expected_version", raw)
@@ -312,6 +320,9 @@ func parseCommand(data []byte, now time.Time) (*command, *FieldError) {
 			if fs.kind == kindCurrency && !currencyRE.MatchString(s) {
 				return nil, fieldErr(fs.name, "must be an ISO-4217 code of three upper-case letters, got %q", clip(s))
 			}
+			if b := textBounds(fs, s); b != nil {
+				return nil, fieldErr(b.Field, "%s", b.Message)
+			}
 			f.s[fs.name] = s
 		case kindAmount, kindNonNegative:
 			v, ferr := intField(fs.name, raw)
@@ -323,6 +334,9 @@ func parseCommand(data []byte, now time.Time) (*command, *FieldError) {
 			}
 			if fs.kind == kindNonNegative && v < 0 {
 				return nil, fieldErr(fs.name, "must be >= 0 (minor units), got %d", v)
+			}
+			if b := domain.CheckMoney(fs.name, v); b != nil {
+				return nil, fieldErr(b.Field, "%s", b.Message)
 			}
 			f.n[fs.name] = v
 		}
@@ -347,6 +361,9 @@ func parseCommand(data []byte, now time.Time) (*command, *FieldError) {
 		}
 		if strings.TrimSpace(env.aggregateID) == "" {
 			return nil, fieldErr("account_id", "is required")
+		}
+		if b := domain.CheckID("account_id", env.aggregateID); b != nil {
+			return nil, fieldErr(b.Field, "%s", b.Message)
 		}
 	} else {
 		env.aggregateID = f.s["from_account_id"]
@@ -388,6 +405,25 @@ func stringField(obj map[string]json.RawMessage, name string, required bool) (st
 	return s, nil
 }
 
+// textBounds applies the domain's input bounds to a string field: owner and
+// reference are free text, every other id-like field an id.
+func textBounds(fs fieldSpec, s string) *domain.BoundsError {
+	switch {
+	case fs.name == "owner":
+		return domain.CheckText(fs.name, s, domain.MaxOwnerBytes)
+	case fs.name == "reference":
+		return domain.CheckText(fs.name, s, domain.MaxReferenceBytes)
+	case fs.kind == kindID:
+		return domain.CheckID(fs.name, s)
+	}
+	return nil
+}
+
+// maxNumberBytes bounds the text of a JSON number that is parsed at all:
+// math/big's exact parse of a long fraction costs time and memory in its
+// length (a 1 MB fraction took about a second of CPU).
+const maxNumberBytes = 64
+
 // maxExponent bounds the exponent of a JSON number before it reaches
 // math/big, so that 1e999999999 costs nothing.
 const maxExponent = 40
@@ -398,6 +434,9 @@ func intField(name string, raw json.RawMessage) (int64, *FieldError) {
 	s := string(bytes.TrimSpace(raw))
 	if s == "" || !(s[0] == '-' || (s[0] >= '0' && s[0] <= '9')) {
 		return 0, fieldErr(name, "must be an integer (a JSON number, not a string)")
+	}
+	if len(s) > maxNumberBytes {
+		return 0, fieldErr(name, "is a %d-character number; at most %d characters", len(s), maxNumberBytes)
 	}
 	if v, err := strconv.ParseInt(s, 10, 64); err == nil {
 		return v, nil

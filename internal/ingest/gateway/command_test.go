@@ -9,6 +9,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/cqrs-ledger/ledger/internal/codec"
+	"github.com/cqrs-ledger/ledger/internal/domain"
 	"github.com/cqrs-ledger/ledger/internal/kafkax"
 )
 
@@ -33,8 +34,8 @@ func TestParseCommandValid(t *testing.T) {
 			&codec.DepositFunds{CommandID: "c2", AggregateID: "a1", ExpectedVersion: &ev, IssuedAt: wantIssued, Amount: 1000, Reference: "r"}},
 		{"deposit, 2.50e2", `{"type":"DepositFunds","command_id":"c2","account_id":"a1","amount":2.50e2}`,
 			&codec.DepositFunds{CommandID: "c2", AggregateID: "a1", IssuedAt: wantIssued, Amount: 250}},
-		{"withdraw max int64", `{"type":"WithdrawFunds","command_id":"c3","account_id":"a1","amount":9223372036854775807}`,
-			&codec.WithdrawFunds{CommandID: "c3", AggregateID: "a1", IssuedAt: wantIssued, Amount: 9223372036854775807}},
+		{"withdraw the largest amount", `{"type":"WithdrawFunds","command_id":"c3","account_id":"a1","amount":1000000000000000}`,
+			&codec.WithdrawFunds{CommandID: "c3", AggregateID: "a1", IssuedAt: wantIssued, Amount: domain.MaxAmount}},
 		{"transfer: aggregate is the source", `{"type":"TransferFunds","command_id":"c4","transfer_id":"t1","from_account_id":"a1","to_account_id":"a2","amount":7,"reference":"rent"}`,
 			&codec.TransferFunds{CommandID: "c4", AggregateID: "a1", IssuedAt: wantIssued, TransferID: "t1", FromAccountID: "a1", ToAccountID: "a2", Amount: 7, Reference: "rent"}},
 		{"transfer with matching aggregate_id", `{"type":"TransferFunds","command_id":"c4","aggregate_id":"a1","transfer_id":"t1","from_account_id":"a1","to_account_id":"a2","amount":7}`,

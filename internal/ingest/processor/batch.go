@@ -344,6 +344,12 @@ func (pt *part) handle(r *kgo.Record) error {
 	if in.saga {
 		in.origin = originProcessor
 	}
+	// A command outside the input bounds (only a direct Avro producer can
+	// send one: the gateway refuses it) is dead-lettered with a rejected
+	// result; nothing of it enters the state.
+	if b := domain.CheckBounds(cmd); b != nil {
+		return pt.dlq(r, typ, "out of bounds: "+clip(b.Error()), in)
+	}
 	// An id seen before is answered before anything else, so that a
 	// repeat of a dead-lettered command gets its first outcome too.
 	if first, ok := pt.seen(env.CommandID, in.saga); ok {
@@ -652,7 +658,11 @@ func (pt *part) dlq(r *kgo.Record, typ, reason string, in *input) error {
 		p.log.Warn("no result for a dead-lettered command", "offset", r.Offset, "err", err)
 		return nil
 	}
-	pt.dedupe.put(env.CommandID, in.saga, first)
+	if domain.CheckID("command_id", env.CommandID) == nil || (in.saga && len(env.CommandID) <= 4*domain.MaxIDBytes) {
+		// An id out of bounds is not remembered (its repeat is
+		// dead-lettered again, the same way): the index holds bounded ids.
+		pt.dedupe.put(env.CommandID, in.saga, first)
+	}
 	pt.b.emit(out)
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 
 	"github.com/cqrs-ledger/ledger/internal/audit"
 	"github.com/cqrs-ledger/ledger/internal/codec"
+	"github.com/cqrs-ledger/ledger/internal/domain"
 	"github.com/cqrs-ledger/ledger/internal/ingest/processor"
 	"github.com/cqrs-ledger/ledger/internal/kafkax"
 	"github.com/cqrs-ledger/ledger/internal/testenv"
@@ -249,4 +251,50 @@ func TestRepeatSurvivesCompaction(t *testing.T) {
 	if n := l.Commands["x"]; n != 1 {
 		t.Fatalf("command x produced %d events, want 1", n)
 	}
+}
+
+// TestOutOfBoundsCommands: regression of inputs that wedged the read side
+// or bloated the processor's state (an issued_at past 9999 stopped the
+// Redis projector, a 300 KB id the ClickHouse one, and ~1 MiB ids and
+// owners were kept in state and reloaded on every restore). A direct Avro
+// producer's command outside the domain's input bounds is dead-lettered
+// with a rejected result, nothing of it enters the state, and the
+// partition goes on.
+func TestOutOfBoundsCommands(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.start("a")
+	far := deposit("far", "oob-1", 5)
+	far.IssuedAt = time.Date(9999, 12, 31, 0, 0, 0, 0, time.UTC)
+	hugeID := strings.Repeat("x", 300<<10)
+	owner := open("big-owner", "oob-1", "EUR")
+	owner.Owner = strings.Repeat("o", domain.MaxOwnerBytes+1)
+	huge := &codec.DepositFunds{CommandID: "huge-account", AggregateID: hugeID, IssuedAt: issued, Amount: 1}
+	e.send(open("o", "oob-1", "EUR"), far, owner, huge, deposit("after", "oob-1", 7))
+
+	r := e.reader(e.names.Results)
+	for _, c := range []struct{ id, agg, field string }{
+		{"far", "oob-1", "issued_at"}, {"big-owner", "oob-1", "owner"}, {"huge-account", hugeID, "account_id"},
+	} {
+		got := answers(t, r, c.agg, c.id, 1)[0].res
+		if got.Reason != string(domain.ReasonDeadLettered) || !strings.Contains(got.Message, c.field) {
+			t.Errorf("%s: %s %q, want dead_lettered naming %s", c.id, got.Reason, clipTest(got.Message), c.field)
+		}
+	}
+	if got := answers(t, r, "oob-1", "after", 1)[0].res; got.Status != "ACCEPTED" || got.Version != 2 {
+		t.Errorf("the command after them: %+v", got)
+	}
+	dlq := e.reader(e.names.DLQ).until("3 dead letters", func(rs []*kgo.Record) bool { return len(rs) >= 3 })
+	for _, rec := range dlq {
+		if !strings.HasPrefix(headerOf(rec, processor.HeaderError), "out of bounds") {
+			t.Errorf("dlq record: %q", headerOf(rec, processor.HeaderError))
+		}
+	}
+}
+
+func clipTest(s string) string {
+	if len(s) > 120 {
+		return s[:120] + "…"
+	}
+	return s
 }

@@ -252,26 +252,64 @@ func (v *View) forget(aggs []string) {
 	}
 }
 
-const inChunk = 1000 // ids per IN list
+// Statements that name ids are cut into chunks of at most inChunk ids and
+// chunkBytes bytes of ids, so that no statement nears ClickHouse's
+// max_query_size (256 KiB by default; clickhouse-go inlines bound values)
+// whatever the ids' lengths. Regression: 1,000 new accounts of ~260-byte ids
+// in one batch, or one id of 300 KB, made every retry fail with "Max query
+// size exceeded", stopping the projector for good.
+const (
+	inChunk    = 1000
+	chunkBytes = 64 << 10
+)
+
+// maxIDQueryBytes is the max_query_size of statements that name ids: a
+// chunk holds at least one id, and ids written before the domain bounded
+// them (domain.MaxIDBytes) may be as long as a Kafka record.
+const maxIDQueryBytes = 4 << 20
+
+// idQuery raises max_query_size for a statement that names ids.
+func idQuery(ctx context.Context) context.Context {
+	return clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{"max_query_size": maxIDQueryBytes}))
+}
+
+// nextChunk returns how many of ids (from the start) go into the next
+// statement, given that each id costs its length plus overhead bytes: at
+// least one, at most max.
+func nextChunk(ids []string, max, overhead int) int {
+	n, size := 0, 0
+	for n < len(ids) && n < max {
+		size += 2*len(ids[n]) + overhead // quoting may double a byte
+		if n > 0 && size > chunkBytes {
+			break
+		}
+		n++
+	}
+	return n
+}
 
 // load fills the account cache for the aggregates of aggs not in it.
 func (v *View) load(ctx context.Context, aggs []string) error {
-	var missing []any
+	var missing []string
 	for _, a := range aggs {
 		if _, ok := v.accounts[a]; !ok {
 			missing = append(missing, a)
 		}
 	}
 	for len(missing) > 0 {
-		n := min(len(missing), inChunk)
+		n := nextChunk(missing, inChunk, 4)
 		chunk := missing[:n]
 		missing = missing[n:]
-		found, err := v.readAccounts(ctx, "account_id IN ?", groupSet(chunk))
+		set := make([]any, len(chunk))
+		for i, a := range chunk {
+			set[i] = a
+		}
+		found, err := v.readAccounts(ctx, "account_id IN ?", groupSet(set))
 		if err != nil {
 			return err
 		}
 		for _, a := range chunk {
-			v.accounts[a.(string)] = found[a.(string)] // zero value: not there yet
+			v.accounts[a] = found[a] // zero value: not there yet
 		}
 	}
 	return nil
@@ -319,7 +357,7 @@ func (v *View) present(ctx context.Context, rows []eventRow) (map[string]*tail, 
 		ask = append(ask, r.AggregateID)
 	}
 	for len(ask) > 0 {
-		n := min(len(ask), inChunk/2)
+		n := nextChunk(ask, inChunk/2, 48)
 		chunk := ask[:n]
 		ask = ask[n:]
 		conds := make([]string, len(chunk))
@@ -337,7 +375,7 @@ func (v *View) present(ctx context.Context, rows []eventRow) (map[string]*tail, 
 }
 
 func (v *View) scanVersions(ctx context.Context, q string, args []any, out map[string]*tail) error {
-	rs, err := v.conn.Query(ctx, q, args...)
+	rs, err := v.conn.Query(idQuery(ctx), q, args...)
 	if err != nil {
 		return err
 	}
@@ -438,7 +476,7 @@ func (v *View) Account(ctx context.Context, id string) (projection.AccountView, 
 func (v *View) readAccounts(ctx context.Context, where string, args ...any) (map[string]projection.AccountView, error) {
 	q := "SELECT account_id, owner, currency, balance, overdraft_limit, status, version, updated_at_ms FROM " +
 		v.d.q(v.t.balances) + " FINAL WHERE " + where
-	rs, err := v.conn.Query(ctx, q, args...)
+	rs, err := v.conn.Query(idQuery(ctx), q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("clickhouse: read accounts: %w", err)
 	}

@@ -2,13 +2,16 @@ package chsink
 
 import (
 	"context"
+	"fmt"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	"github.com/cqrs-ledger/ledger/internal/codec"
+	"github.com/cqrs-ledger/ledger/internal/domain"
 	"github.com/cqrs-ledger/ledger/internal/projection"
 	"github.com/cqrs-ledger/ledger/internal/testenv"
 )
@@ -685,4 +688,37 @@ func TestDefaultDatabase(t *testing.T) {
 	h := generate(t, 9, "d-", 3, 30)
 	applyAll(t, v, h.batches(10))
 	checkAccounts(t, v, h)
+}
+
+// TestLongIDsKeepStatementsBounded: regression of one long id stopping the
+// ClickHouse projector for good ("Max query size exceeded" on every retry).
+// 1,000 new accounts with ids at the domain's bound in one batch, then a
+// batch that reaches the store a second time with a fresh view (so every
+// statement that names the ids is built), and one account with a 300 KB id
+// (older than the bounds), all apply.
+func TestLongIDsKeepStatementsBounded(t *testing.T) {
+	conn, opts, v := setup(t, 0)
+	at := time.Date(2026, 2, 3, 4, 5, 6, 0, time.UTC)
+	open := func(id string) projection.Event {
+		return projection.Event{AggregateID: id, Version: 1, EventID: id + "/1", OccurredAt: at,
+			Value: &codec.AccountOpened{EventID: id + "/1", AggregateID: id, Version: 1, CommandID: "c", OccurredAt: at, Owner: "o", Currency: "EUR"}}
+	}
+	var batch []projection.Event
+	for i := range 1000 {
+		id := fmt.Sprintf("%04d-", i) + strings.Repeat("x", domain.MaxIDBytes-5)
+		batch = append(batch, open(id))
+	}
+	huge := strings.Repeat("h", 300<<10)
+	applyAll(t, v, [][]projection.Event{batch, {open(huge)}})
+	again, err := NewView(conn, opts) // no cache: asks the table for everything
+	if err != nil {
+		t.Fatal(err)
+	}
+	applyAll(t, again, [][]projection.Event{append(batch, open(huge))})
+	if n := count(t, conn, "SELECT count() FROM "+opts.Database+".ledger_events"); n != 1001 {
+		t.Fatalf("%d rows in ledger_events, want 1001", n)
+	}
+	if n := count(t, conn, "SELECT count() FROM "+opts.Database+".account_balances FINAL"); n != 1001 {
+		t.Fatalf("%d accounts, want 1001", n)
+	}
 }
