@@ -49,7 +49,11 @@ func binary(t testing.TB, name string) string {
 	}
 	err, built := binaries[name]
 	if !built {
-		out, berr := exec.Command("go", "build", "-race", "-o", binDir+"/", "../cmd/"+name).CombinedOutput()
+		args := []string{"build", "-o", binDir + "/", "../cmd/" + name}
+		if raceEnabled {
+			args = append(args[:1], append([]string{"-race"}, args[1:]...)...)
+		}
+		out, berr := exec.Command("go", args...).CombinedOutput()
 		if berr != nil {
 			err = fmt.Errorf("go build %s: %v\n%s", name, berr, out)
 		}
@@ -167,7 +171,7 @@ func (p *proc) waitReady(t *testing.T, timeout time.Duration) {
 	t.Fatalf("%s not ready after %s\n%s", p.name, timeout, tail(p.logs.String(), 40))
 }
 
-func (p *proc) kill(t *testing.T) {
+func (p *proc) kill(t testing.TB) {
 	t.Helper()
 	_ = p.cmd.Process.Signal(syscall.SIGKILL)
 	<-p.done

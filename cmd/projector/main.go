@@ -59,6 +59,7 @@ func run(args []string) error {
 		maxDelay time.Duration
 		session  time.Duration
 		writeDL  time.Duration
+		instance string
 	)
 	serveFS := flag.NewFlagSet("projector", flag.ContinueOnError)
 	sc.register(serveFS, "ledger-projector")
@@ -69,6 +70,7 @@ func run(args []string) error {
 	serveFS.DurationVar(&maxDelay, "max-delay", 200*time.Millisecond, "how long a batch waits to fill up (MAX_DELAY)")
 	serveFS.DurationVar(&session, "group-session-timeout", 45*time.Second, "how long the group waits for a crashed projector before reassigning its partitions (GROUP_SESSION_TIMEOUT)")
 	serveFS.DurationVar(&writeDL, "write-deadline", 10*time.Second, "the most one batch's write to a store may take; a projector taking over a partition from one that died mid-write waits for it (WRITE_DEADLINE)")
+	serveFS.StringVar(&instance, "projector-instance", "", "a stable id of this projector among its group's members (e.g. a StatefulSet ordinal): static group membership, so that a restarted projector gets its partitions back at once (PROJECTOR_INSTANCE)")
 	serve := &ffcli.Command{
 		Name:       "serve",
 		ShortUsage: "projector [serve] [flags]",
@@ -100,7 +102,7 @@ func run(args []string) error {
 				}
 				s.OnClose(cl.Close)
 				s.Ready.Add("kafka", cl.Ping)
-				base := projector.Config{Kafka: sc.kafka, MaxBatch: maxBatch, MaxDelay: maxDelay, SessionTimeout: session, WriteDeadline: writeDL}
+				base := projector.Config{Kafka: sc.kafka, MaxBatch: maxBatch, MaxDelay: maxDelay, SessionTimeout: session, WriteDeadline: writeDL, InstanceID: instance}
 				if serveRed {
 					if err := serveRedis(s, sc, base); err != nil {
 						return err

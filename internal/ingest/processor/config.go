@@ -31,6 +31,13 @@ type Config struct {
 	// InstanceID makes this process's transactional id
 	// ("<group>-<instance id>"); it must be unique among the live members
 	// of the group, or they fence each other. Default "<hostname>-<pid>".
+	//
+	// When it is set (not defaulted) it is also the member's static group
+	// instance id (KIP-345): a restarted process with the same InstanceID
+	// takes its predecessor's place and partitions at once, without waiting
+	// for the session timeout or a rebalance. A static member does not leave
+	// the group when it stops: its partitions wait for it (or for the
+	// session timeout, when it is gone for good).
 	InstanceID string
 	// DedupeWindow is how long a command id is remembered; default 24 h. It
 	// must not exceed the command-results retention.

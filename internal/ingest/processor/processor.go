@@ -88,8 +88,9 @@ const (
 // Processor is the aggregate processor. Create it with New and call Run
 // once; Ready may be called from any goroutine.
 type Processor struct {
-	cfg   Config
-	names topology.Names
+	cfg    Config
+	static bool // cfg.InstanceID was given: static group membership
+	names  topology.Names
 	log   *slog.Logger
 	m     *metrics
 	cat   *codec.Catalog
@@ -123,6 +124,7 @@ type partition struct {
 // New validates cfg (after applying defaults) and registers the metrics. It
 // does no I/O; Run connects.
 func New(cfg Config) (*Processor, error) {
+	static := cfg.InstanceID != ""
 	cfg = cfg.withDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("processor config: %w", err)
@@ -132,6 +134,7 @@ func New(cfg Config) (*Processor, error) {
 		return nil, fmt.Errorf("processor metrics: %w", err)
 	}
 	return &Processor{
+		static:  static,
 		cfg:     cfg,
 		names:   topology.NamesFor(cfg.Kafka.TopicPrefix),
 		log:     cfg.Log.With("component", "processor", "group", cfg.Group),
@@ -259,6 +262,9 @@ func (p *Processor) Run(ctx context.Context) (err error) {
 		kgo.OnPartitionsLost(p.onLost),
 		kgo.WithLogger(kgoLogger{p.log}),
 	)
+	if p.static {
+		opts = append(opts, kgo.InstanceID(p.cfg.InstanceID))
+	}
 	if d := p.cfg.SessionTimeout; d > 0 {
 		opts = append(opts, kgo.SessionTimeout(d), kgo.HeartbeatInterval(min(3*time.Second, d/3)))
 	}

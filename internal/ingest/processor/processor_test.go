@@ -12,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/cqrs-ledger/ledger/internal/codec"
+	"github.com/cqrs-ledger/ledger/internal/domain"
 	"github.com/cqrs-ledger/ledger/internal/config"
 	"github.com/cqrs-ledger/ledger/internal/ingest/processor"
 	"github.com/cqrs-ledger/ledger/internal/kafkax"
@@ -298,7 +299,9 @@ func TestOversizedOutputAgainstTheBroker(t *testing.T) {
 func TestTopicRecordLimits(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	const limit = 20_000
+	// Below any record the processor writes for a command within the
+	// domain's bounds only when the reference is at its bound.
+	const limit = 1_000
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	adm := kadm.NewClient(testenv.KafkaClient(t))
@@ -333,7 +336,7 @@ func TestTopicRecordLimits(t *testing.T) {
 		return string(b)
 	}
 	big := deposit("big", "acc-l", 5)
-	big.Reference = noise(limit)
+	big.Reference = noise(domain.MaxReferenceBytes)
 	cmds := []any{open("o", "acc-l", "EUR"), big}
 	var ids []string
 	for i := range 300 {
@@ -350,7 +353,7 @@ func TestTopicRecordLimits(t *testing.T) {
 		t.Errorf("last of the backlog: %+v, want accepted at version 301", last)
 	}
 	dlq := e.reader(e.names.DLQ).until("1 DLQ record", func(rs []*kgo.Record) bool { return len(rs) >= 1 })
-	if reason := headerOf(dlq[0], processor.HeaderError); !strings.Contains(reason, "over the 20000-byte record limit of "+e.names.Events) {
+	if reason := headerOf(dlq[0], processor.HeaderError); !strings.Contains(reason, "over the 1000-byte record limit of "+e.names.Events) {
 		t.Errorf("DLQ reason %q", reason)
 	}
 }
