@@ -91,9 +91,9 @@ type Processor struct {
 	cfg    Config
 	static bool // cfg.InstanceID was given: static group membership
 	names  topology.Names
-	log   *slog.Logger
-	m     *metrics
-	cat   *codec.Catalog
+	log    *slog.Logger
+	m      *metrics
+	cat    *codec.Catalog
 
 	started atomic.Bool
 
