@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"slices"
 	"testing"
 	"time"
@@ -76,6 +77,9 @@ func BenchmarkRecovery(b *testing.B) {
 			b.Fatalf("after the processor's restart: %v\n%s", err, tail(ingest.logs.String(), 30))
 		}
 		toAccepted = append(toAccepted, time.Since(killed))
+		if os.Getenv("LEDGER_BENCH_LOGS") != "" {
+			b.Logf("killed at %s; restarted ingest:\n%s", killed.Format(time.RFC3339Nano), tail(ingest.logs.String(), 12))
+		}
 
 		projector.kill(b)
 		killed = time.Now()

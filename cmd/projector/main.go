@@ -69,7 +69,7 @@ func run(args []string) error {
 	serveFS.IntVar(&maxBatch, "max-batch", 1000, "records applied per batch, at most (MAX_BATCH)")
 	serveFS.DurationVar(&maxDelay, "max-delay", 200*time.Millisecond, "how long a batch waits to fill up (MAX_DELAY)")
 	serveFS.DurationVar(&session, "group-session-timeout", 45*time.Second, "how long the group waits for a crashed projector before reassigning its partitions (GROUP_SESSION_TIMEOUT)")
-	serveFS.DurationVar(&writeDL, "write-deadline", 10*time.Second, "the most one batch's write to a store may take; a projector taking over a partition from one that died mid-write waits for it (WRITE_DEADLINE)")
+	serveFS.DurationVar(&writeDL, "write-deadline", 3*time.Second, "the most one batch's write to a store may take (a retry gets up to 8 times as long); a projector taking over a partition from one that died mid-write waits for it (WRITE_DEADLINE)")
 	serveFS.StringVar(&instance, "projector-instance", "", "a stable id of this projector among its group's members (e.g. a StatefulSet ordinal): static group membership, so that a restarted projector gets its partitions back at once (PROJECTOR_INSTANCE)")
 	serve := &ffcli.Command{
 		Name:       "serve",

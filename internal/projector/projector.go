@@ -84,7 +84,8 @@ type Config struct {
 	RebalanceTimeout time.Duration
 	// WriteDeadline bounds one apply of a batch: nothing is written to the
 	// store after it, and a member taking over a partition whose previous
-	// owner died mid-write waits for it (see fence.go). Default 10s.
+	// owner died mid-write waits for it (see fence.go); a retry after a
+	// failed apply gets up to 8 times as long. Default 3s.
 	WriteDeadline time.Duration
 	// ClockSkew is the most the members' clocks may differ. Default 1s.
 	ClockSkew time.Duration
@@ -113,7 +114,7 @@ func (c *Config) defaults() {
 		c.Log = slog.Default()
 	}
 	if c.WriteDeadline <= 0 {
-		c.WriteDeadline = 10 * time.Second
+		c.WriteDeadline = 3 * time.Second
 	}
 	if c.ClockSkew <= 0 {
 		c.ClockSkew = time.Second
@@ -432,7 +433,10 @@ func (p *Projector) flush(ctx context.Context, log *slog.Logger) error {
 	}
 	err := p.awaitPrevious(ctx)
 	if err == nil {
-		deadline := time.Now().Add(p.cfg.WriteDeadline)
+		// A write that ran out of time is retried with a longer deadline
+		// (up to 8×): a slow store still makes progress, and the deadline
+		// is announced, so a successor waits for whichever applies.
+		deadline := time.Now().Add(p.cfg.WriteDeadline << min(p.failures, 3))
 		if err = p.announce(ctx, deadline); err == nil {
 			actx, cancel := context.WithDeadline(ctx, deadline)
 			err = apply(actx, p.cfg.Sink, p.cfg.Results, events, outcomes)
