@@ -34,6 +34,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/cqrs-ledger/ledger/internal/codec"
@@ -264,6 +265,7 @@ func (p *Projector) Ready(ctx context.Context) error {
 // partition.
 func (p *Projector) Run(ctx context.Context) error {
 	defer p.cl.Close()
+	defer p.leaveIfStatic()
 	defer p.cl.AllowRebalance()
 	log := p.cfg.Log.With("group", p.cfg.Group, "sink", p.cfg.Sink.Name())
 	log.Info("projector started", "events", p.eventsTopic, "results", p.cfg.Results != nil)
@@ -298,6 +300,21 @@ func (p *Projector) Run(ctx context.Context) error {
 			p.m.retries.Inc()
 		}
 		t.Stop()
+	}
+}
+
+// leaveIfStatic leaves the group explicitly when the member is static
+// (InstanceID): closing the client does not (KIP-345), and on a graceful
+// stop the others should take over at once. A crashed static member is
+// waited for instead, so that its restart gets its partitions back at once.
+func (p *Projector) leaveIfStatic() {
+	if p.cfg.InstanceID == "" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := kadm.NewClient(p.cl).LeaveGroup(ctx, kadm.LeaveGroup(p.cfg.Group).InstanceIDs(p.cfg.InstanceID).Reason("shutdown")); err != nil {
+		p.cfg.Log.Warn("leaving the group as a static member", "group", p.cfg.Group, "err", err)
 	}
 }
 

@@ -18,6 +18,15 @@ import (
 	"github.com/cqrs-ledger/ledger/internal/kafkax"
 )
 
+// Bounds of the blocking calls of a transaction.
+const (
+	// flushTimeout bounds the produce of a batch's records (franz-go
+	// retries them while the broker is away).
+	flushTimeout = 40 * time.Second
+	// endTimeout bounds GroupTransactSession.End.
+	endTimeout = 40 * time.Second
+)
+
 // errNotOwned: a polled record belongs to a partition whose state this
 // processor does not hold (lost and not yet reassigned). The batch is
 // aborted and the session rewinds; it is not fatal.
@@ -151,9 +160,11 @@ func (p *Processor) processBatch(ctx context.Context, sess *kgo.GroupTransactSes
 		promise := b.onProduced
 		b.emit = func(rec *kgo.Record) { sess.Produce(b.ctx, rec, promise) }
 		internalErr = b.handleAll()
-		if err := sess.Client().Flush(b.ctx); err != nil && internalErr == nil {
+		fctx, cancel := context.WithTimeout(b.ctx, flushTimeout)
+		if err := sess.Client().Flush(fctx); err != nil && internalErr == nil {
 			internalErr = fmt.Errorf("flush: %w", err)
 		}
+		cancel()
 	}
 	var produceErr error
 	if b != nil {
@@ -165,7 +176,14 @@ func (p *Processor) processBatch(ctx context.Context, sess *kgo.GroupTransactSes
 	if internalErr != nil || produceErr != nil {
 		try = kgo.TryAbort
 	}
-	committed, endErr := sess.End(context.WithoutCancel(ctx), try)
+	// End is never cut short by a shutdown, but it is bounded: a broker
+	// that went away during the commit left it waiting for ever (a
+	// heartbeat that never came while the group manager waited for a
+	// rebalance this batch blocked). Past the bound the outcome is unknown
+	// and handled as such.
+	endCtx, cancelEnd := context.WithTimeout(context.WithoutCancel(ctx), endTimeout)
+	committed, endErr := sess.End(endCtx, try)
+	cancelEnd()
 	p.m.batch.Observe(time.Since(start).Seconds())
 
 	switch {

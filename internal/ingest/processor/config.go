@@ -35,9 +35,9 @@ type Config struct {
 	// When it is set (not defaulted) it is also the member's static group
 	// instance id (KIP-345): a restarted process with the same InstanceID
 	// takes its predecessor's place and partitions at once, without waiting
-	// for the session timeout or a rebalance. A static member does not leave
-	// the group when it stops: its partitions wait for it (or for the
-	// session timeout, when it is gone for good).
+	// for the session timeout or a rebalance. A crashed static member's
+	// partitions wait for it (or for the session timeout, when it is gone
+	// for good); a graceful stop leaves the group explicitly.
 	InstanceID string
 	// DedupeWindow is how long a command id is remembered; default 24 h. It
 	// must not exceed the command-results retention.
@@ -49,6 +49,10 @@ type Config struct {
 	// others; default Kafka's 45 s. A restarted instance with the same
 	// InstanceID fences the crashed one's open transaction at once.
 	SessionTimeout time.Duration
+	// StallTimeout is how long polled commands may wait for their
+	// transaction to end before Ready reports the processor stalled (a
+	// supervisor can then restart it); default 30 s.
+	StallTimeout time.Duration
 	// Log receives the processor's logs; default slog.Default().
 	Log *slog.Logger
 	// Registerer registers the metrics; nil keeps them unregistered.
@@ -72,6 +76,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxBatch == 0 {
 		c.MaxBatch = DefaultMaxBatch
+	}
+	if c.StallTimeout <= 0 {
+		c.StallTimeout = 30 * time.Second
 	}
 	if c.Log == nil {
 		c.Log = slog.Default()

@@ -27,6 +27,7 @@ type metrics struct {
 	batch        prometheus.Histogram   // seconds per transaction
 	restore      prometheus.Histogram   // seconds per partition restore
 	partitions   prometheus.Gauge       // owned partitions
+	restarts     prometheus.Counter     // sessions replaced after a failure
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -53,6 +54,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Namespace: "ledger", Subsystem: "processor", Name: "owned_partitions",
 			Help: "Command partitions this processor owns and has restored.",
 		}),
+		restarts: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "ledger", Subsystem: "processor", Name: "session_restarts_total",
+			Help: "Group transact sessions that failed and were replaced by a new one (new clients, state restored from Kafka).",
+		}),
 	}
 	for _, o := range outcomeLabels {
 		m.commands.WithLabelValues(o)
@@ -64,7 +69,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		return m, nil
 	}
 	var errs []error
-	for _, c := range []prometheus.Collector{m.commands, m.transactions, m.batch, m.restore, m.partitions} {
+	for _, c := range []prometheus.Collector{m.commands, m.transactions, m.batch, m.restore, m.partitions, m.restarts} {
 		errs = append(errs, reg.Register(c))
 	}
 	return m, errors.Join(errs...)

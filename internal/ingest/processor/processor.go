@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/cqrs-ledger/ledger/internal/codec"
@@ -111,6 +112,9 @@ type Processor struct {
 	restoring int                  // restores in progress
 	fatal     error                // set once; Run returns it
 	stateCh   chan struct{}        // closed and replaced whenever readiness may change
+	// busySince is when the batch in progress was polled; zero between
+	// batches. Ready reports a stall when it is older than StallTimeout.
+	busySince time.Time
 }
 
 // partition is the in-memory state of one owned partition. Once published in
@@ -150,13 +154,20 @@ func New(cfg Config) (*Processor, error) {
 // members than partitions); before that, and while a (re)assignment is
 // being restored, it blocks until that is done or ctx ends (returning
 // ctx.Err()). Once Run has returned it returns Run's error, or ErrStopped.
+// It fails at once while the processor is stalled: polled commands whose
+// transaction has not ended for StallTimeout (a hung commit, a broker that
+// does not answer).
 func (p *Processor) Ready(ctx context.Context) error {
 	for {
 		p.mu.Lock()
-		fatal, ready, ch := p.fatal, p.joined && p.restoring == 0, p.stateCh
+		fatal, ready, ch, busy := p.fatal, p.joined && p.restoring == 0, p.stateCh, p.busySince
 		p.mu.Unlock()
 		if fatal != nil {
 			return fatal
+		}
+		if !busy.IsZero() && time.Since(busy) > p.cfg.StallTimeout {
+			return fmt.Errorf("processor: stalled: a batch polled %s ago has not ended its transaction (stall timeout %s)",
+				time.Since(busy).Round(time.Second), p.cfg.StallTimeout)
 		}
 		if ready {
 			return nil
@@ -173,6 +184,12 @@ func (p *Processor) Ready(ctx context.Context) error {
 func (p *Processor) notifyLocked() {
 	close(p.stateCh)
 	p.stateCh = make(chan struct{})
+}
+
+func (p *Processor) setBusy(t time.Time) {
+	p.mu.Lock()
+	p.busySince = t
+	p.mu.Unlock()
 }
 
 // setFatal records the first fatal error and stops Run's polling.
@@ -219,6 +236,50 @@ func (p *Processor) Run(ctx context.Context) (err error) {
 		return err
 	}
 
+	// A session that fails (a broker that went away mid-commit, a restore
+	// that could not finish) is replaced by a new one after a backoff, with
+	// new clients and the state restored from Kafka: the processor keeps
+	// running by itself. Only being fenced by another instance with the
+	// same id ends Run, since that instance now does this one's work.
+	for attempt := 0; ; attempt++ {
+		err := p.runSession(ctx)
+		if err == nil || ctx.Err() != nil {
+			return nil
+		}
+		if fenced(err) {
+			return err
+		}
+		wait := min(time.Duration(1<<min(attempt, 5))*time.Second, 30*time.Second)
+		p.m.restarts.Inc()
+		p.log.Error("processor session failed; starting a new one", "err", err, "in", wait)
+		p.mu.Lock()
+		p.fatal = err // Ready fails until the new session has restored
+		p.joined = false
+		clear(p.parts)
+		p.notifyLocked()
+		p.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+		p.mu.Lock()
+		p.fatal = nil
+		p.notifyLocked()
+		p.mu.Unlock()
+	}
+}
+
+// fenced reports whether err means another instance took this one's
+// transactional or group instance id.
+func fenced(err error) bool {
+	return errors.Is(err, kerr.ProducerFenced) || errors.Is(err, kerr.FencedInstanceID) ||
+		errors.Is(err, kerr.InvalidProducerEpoch) || errors.Is(err, kerr.TransactionalIDAuthorizationFailed)
+}
+
+// runSession runs one group transact session until ctx ends (nil) or it
+// fails.
+func (p *Processor) runSession(ctx context.Context) (err error) {
 	runCtx, failRun := context.WithCancelCause(ctx)
 	defer failRun(nil)
 	p.failRun = failRun
@@ -277,6 +338,17 @@ func (p *Processor) Run(ctx context.Context) (err error) {
 	defer func() {
 		// Leaves the group; the revoke callback drops every partition.
 		sess.CloseAllowingRebalance()
+		if p.static && ctx.Err() != nil {
+			// A static member does not leave by closing (KIP-345): a
+			// crashed one is waited for, so that its restart gets its
+			// partitions back at once. A graceful stop leaves, so that
+			// the others take over at once.
+			lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			if _, lerr := p.adm.LeaveGroup(lctx, kadm.LeaveGroup(p.cfg.Group).InstanceIDs(p.cfg.InstanceID).Reason("shutdown")); lerr != nil {
+				p.log.Warn("leaving the group as a static member", "err", lerr)
+			}
+			cancel()
+		}
 		p.log.Info("processor stopped", "err", err)
 	}()
 
@@ -299,7 +371,9 @@ func (p *Processor) Run(ctx context.Context) (err error) {
 		})
 		var batchErr error
 		if records := fetches.Records(); len(records) > 0 {
+			p.setBusy(time.Now())
 			batchErr = p.processBatch(ctx, sess, records)
+			p.setBusy(time.Time{})
 		}
 		p.maybePrune()
 		sess.AllowRebalance()
