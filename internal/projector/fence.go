@@ -175,3 +175,77 @@ func (p *Projector) awaitPrevious(ctx context.Context) error {
 	p.cfg.Log.Info("previous owner done", "group", p.cfg.Group, "waited", time.Since(start).Round(time.Millisecond))
 	return nil
 }
+
+// lagEvery is how often the lag gauge is read from the broker.
+var lagEvery = 10 * time.Second
+
+// watchLag sets the lag gauge of the partitions this member owns from the
+// broker's view (high watermark minus the group's committed offset) every
+// lagEvery until ctx ends. The gauge is also updated from each fetch, but a
+// projector stuck on one batch fetches nothing: this keeps the gauge true
+// while it is stuck. It also records, for Ready, since when the committed
+// offsets of lagging partitions have not moved.
+func (p *Projector) watchLag(ctx context.Context) {
+	adm := kadm.NewClient(p.cl)
+	last := map[tp]int64{}
+	t := time.NewTicker(lagEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		p.mu.Lock()
+		owned := map[string][]int32{}
+		for k := range p.owned {
+			owned[k.topic] = append(owned[k.topic], k.partition)
+		}
+		p.mu.Unlock()
+		if len(owned) == 0 {
+			continue
+		}
+		topics := make([]string, 0, len(owned))
+		for t := range owned {
+			topics = append(topics, t)
+		}
+		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		ends, err := adm.ListEndOffsets(rctx, topics...)
+		var offs kadm.OffsetResponses
+		if err == nil {
+			offs, err = adm.FetchOffsetsForTopics(rctx, p.cfg.Group, topics...)
+		}
+		cancel()
+		if err != nil {
+			continue
+		}
+		stuck := false
+		for t, parts := range owned {
+			for _, part := range parts {
+				end, ok := ends.Lookup(t, part)
+				if !ok || end.Err != nil {
+					continue
+				}
+				committed := int64(0)
+				if o, ok := offs.Lookup(t, part); ok && o.At >= 0 {
+					committed = o.At
+				}
+				lag := max(end.Offset-committed, 0)
+				p.m.lag.WithLabelValues(t, strconv.Itoa(int(part))).Set(float64(lag))
+				k := tp{t, part}
+				if prev, seen := last[k]; seen && lag > 0 && prev == committed {
+					stuck = true
+				}
+				last[k] = committed
+			}
+		}
+		p.mu.Lock()
+		switch {
+		case !stuck:
+			p.stuckSince = time.Time{}
+		case p.stuckSince.IsZero():
+			p.stuckSince = time.Now().Add(-lagEvery)
+		}
+		p.mu.Unlock()
+	}
+}

@@ -8,7 +8,8 @@ import (
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
-	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/cqrs-ledger/ledger/internal/projection/projectiontest"
 	"github.com/cqrs-ledger/ledger/internal/projector"
@@ -111,4 +112,41 @@ func TestEvictedWriterCannotDoubleCount(t *testing.T) {
 	}
 }
 
-var _ = kgo.ReadCommitted
+// TestStuckProjectorShowsLagAndStall: regression of a projector stuck on
+// one batch (every retry failing) whose lag gauge still showed 0, so that
+// nothing watching it could tell. The gauge is read from the broker while
+// the projector fetches nothing, and Ready fails.
+func TestStuckProjectorShowsLagAndStall(t *testing.T) {
+	defer projector.SetLagEvery(200 * time.Millisecond)()
+	e := setup(t)
+	h := projectiontest.Generate(41, "", 4, 60)
+	produceHistory(t, e, h.Events)
+	reg := prometheus.NewRegistry()
+	fs := &failingSink{Sink: e.sink(t), n: 1 << 30}
+	p := start(t, projector.Config{Kafka: e.kafka, Group: e.kafka.TopicPrefix + "stuck", Sink: fs, MaxBatch: 5000,
+		MinBackoff: 50 * time.Millisecond, MaxBackoff: 100 * time.Millisecond, StallTimeout: time.Second, Registerer: reg})
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var lag float64
+		if mfs, _ := reg.Gather(); hasMetric(mfs, "ledger_projector_lag") {
+			lag = gauge(t, reg, "ledger_projector_lag")
+		}
+		err := p.Ready(context.Background())
+		if lag >= float64(len(h.Events)) && err != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("lag gauge %v (want ≥ %d), Ready %v (want an error)", lag, len(h.Events), err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func hasMetric(mfs []*dto.MetricFamily, name string) bool {
+	for _, mf := range mfs {
+		if mf.GetName() == name && len(mf.GetMetric()) > 0 {
+			return true
+		}
+	}
+	return false
+}

@@ -90,6 +90,10 @@ type Config struct {
 	WriteDeadline time.Duration
 	// ClockSkew is the most the members' clocks may differ. Default 1s.
 	ClockSkew time.Duration
+	// StallTimeout: Ready fails once records have waited this long past
+	// committed offsets that do not move (a projector stuck on a batch).
+	// Default 30s.
+	StallTimeout time.Duration
 	// InstanceID is the member's static group instance id (KIP-345), if it
 	// has one.
 	InstanceID string
@@ -119,6 +123,9 @@ func (c *Config) defaults() {
 	}
 	if c.ClockSkew <= 0 {
 		c.ClockSkew = time.Second
+	}
+	if c.StallTimeout <= 0 {
+		c.StallTimeout = 30 * time.Second
 	}
 	if c.Group == "" && c.Sink != nil {
 		c.Group = DefaultGroup(c.Kafka.TopicPrefix, c.Sink.Name())
@@ -175,6 +182,10 @@ type Projector struct {
 	failing   error
 	notBefore time.Time          // no store write before it: a previous owner may still be writing
 	awaiting  map[string][]int32 // the partitions notBefore is for
+	owned     map[tp]bool        // assigned partitions
+	// stuckSince is since when a partition this member owns has had
+	// records past its committed offset that did not move (watchLag).
+	stuckSince time.Time
 }
 
 // New connects a projector; Run starts consuming.
@@ -195,6 +206,7 @@ func New(cfg Config) (*Projector, error) {
 		next:        map[tp]int64{},
 		hw:          map[tp]int64{},
 		revoked:     map[tp]bool{},
+		owned:       map[tp]bool{},
 	}
 	topics := []string{names.Events}
 	if cfg.Results != nil {
@@ -245,13 +257,19 @@ func Run(ctx context.Context, cfg Config) error {
 func (p *Projector) Group() string { return p.cfg.Group }
 
 // Ready fails while the sink is failing (the last apply of the pending batch
-// returned an error) or does not answer a ping.
+// returned an error) or does not answer a ping, and when the projector is
+// stalled: records have waited past committed offsets that did not move for
+// StallTimeout.
 func (p *Projector) Ready(ctx context.Context) error {
 	p.mu.Lock()
-	err := p.failing
+	err, stuck := p.failing, p.stuckSince
 	p.mu.Unlock()
 	if err != nil {
 		return fmt.Errorf("projector %s: sink failing: %w", p.cfg.Group, err)
+	}
+	if !stuck.IsZero() && time.Since(stuck) > p.cfg.StallTimeout {
+		return fmt.Errorf("projector %s: stalled: records wait past committed offsets that have not moved for %s",
+			p.cfg.Group, time.Since(stuck).Round(time.Second))
 	}
 	if err := p.cfg.Sink.Ping(ctx); err != nil {
 		return fmt.Errorf("projector %s: sink %s: %w", p.cfg.Group, p.cfg.Sink.Name(), err)
@@ -269,6 +287,9 @@ func (p *Projector) Run(ctx context.Context) error {
 	defer p.cl.AllowRebalance()
 	log := p.cfg.Log.With("group", p.cfg.Group, "sink", p.cfg.Sink.Name())
 	log.Info("projector started", "events", p.eventsTopic, "results", p.cfg.Results != nil)
+	wctx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	go p.watchLag(wctx)
 	for {
 		if ctx.Err() != nil {
 			log.Info("projector stopping", "uncommitted", len(p.pending))
@@ -562,6 +583,7 @@ func (p *Projector) revoke(_ context.Context, _ *kgo.Client, lost map[string][]i
 	for t, parts := range lost {
 		for _, part := range parts {
 			p.revoked[tp{t, part}] = true
+			delete(p.owned, tp{t, part})
 		}
 	}
 	if len(lost) > 0 {
@@ -580,6 +602,7 @@ func (p *Projector) assigned(ctx context.Context, _ *kgo.Client, got map[string]
 	for t, parts := range got {
 		for _, part := range parts {
 			delete(p.revoked, tp{t, part})
+			p.owned[tp{t, part}] = true
 		}
 	}
 	if len(got) > 0 {

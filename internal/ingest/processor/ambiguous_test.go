@@ -272,3 +272,86 @@ func (c *liarConn) Write(b []byte) (int, error) {
 	}
 	return len(b), nil
 }
+
+// TestStalledCommitFailsReadiness: regression of a processor hung inside
+// GroupTransactSession.End (after a broker restart) while /readyz kept
+// saying ready. Here the broker holds an EndTxn without answering: Ready
+// reports the stall after StallTimeout, and once the broker answers the
+// processor goes on and is ready again.
+func TestStalledCommitFailsReadiness(t *testing.T) {
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cluster.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	kcfg := config.Kafka{Brokers: strings.Join(cluster.ListenAddrs(), ","), TopicPrefix: "stall.", ClientID: "stall-test"}
+	names := topology.NamesFor(kcfg.TopicPrefix)
+	cl, err := kafkax.NewClient(kcfg, kgo.DefaultProduceTopic(names.Commands))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	o := topology.DefaultOptions()
+	o.Prefix, o.Partitions = kcfg.TopicPrefix, 2
+	adm := kadm.NewClient(cl)
+	plan, err := topology.MakePlan(ctx, adm, topology.Declare(o), topology.PlanOptions{})
+	if err == nil {
+		err = topology.Apply(ctx, adm, plan)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := processor.New(processor.Config{Kafka: kcfg, InstanceID: "s", Log: testLogger(t), StallTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- p.Run(runCtx) }()
+	if err := p.Ready(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	release := make(chan struct{})
+	var once sync.Once
+	cluster.ControlKey(int16(kmsg.EndTxn), func(kmsg.Request) (kmsg.Response, error, bool) {
+		cluster.KeepControl()
+		once.Do(func() { cluster.SleepControl(func() { <-release }) })
+		return nil, nil, false
+	})
+	cmds := workload.Generate(workload.Options{Seed: 3, Accounts: 5, Commands: 20, IDPrefix: "s-"})
+	if err := workload.Produce(ctx, cl, names.Commands, cmds, nil); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		rctx, rcancel := context.WithTimeout(ctx, 200*time.Millisecond)
+		err := p.Ready(rctx)
+		rcancel()
+		if err != nil && strings.Contains(err.Error(), "stalled") {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatal("Ready never reported the stall")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	close(release)
+	for {
+		rctx, rcancel := context.WithTimeout(ctx, 200*time.Millisecond)
+		err := p.Ready(rctx)
+		rcancel()
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("not ready after the broker answered: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	stop()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
