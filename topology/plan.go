@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"net"
 	"slices"
 	"sort"
 	"strings"
@@ -54,6 +56,10 @@ type Plan struct {
 	Changes   []Change
 	Refusals  []Refusal
 	Unchanged []string
+	// Warnings are risks the plan does not refuse (a single replica of
+	// the source of truth, an existing topic below the replication the
+	// cluster could give it).
+	Warnings []string
 }
 
 // Empty reports whether the cluster already matches the declaration.
@@ -74,6 +80,14 @@ type PlanOptions struct {
 	// topics. Kafka's partitioner then sends existing aggregates to other
 	// partitions, so only do it on an empty cluster or with a migration.
 	AllowPartitionIncrease bool
+	// AutoReplication: the declaration's replication factor was chosen
+	// from the cluster's size (AutoReplicationFactor), not by a person. An
+	// existing topic then keeps its replication factor (with a warning when
+	// it is lower), and its min.insync.replicas follows that factor.
+	AutoReplication bool
+	// Local: the cluster is a local stack (loopback brokers): a single
+	// replica is expected there and not warned about.
+	Local bool
 }
 
 // MakePlan compares the declared topics with the cluster.
@@ -108,6 +122,14 @@ func MakePlan(ctx context.Context, adm *kadm.Client, topics []Topic, opts PlanOp
 	}
 
 	var p Plan
+	if !opts.Local {
+		for _, t := range topics {
+			if t.ReplicationFactor < 2 {
+				p.Warnings = append(p.Warnings, fmt.Sprintf("%s is declared with a single replica: losing one broker's disk loses it (the events topic is the source of truth); run three brokers, or set the replication factor", t.Name))
+				break
+			}
+		}
+	}
 	for _, t := range topics {
 		if !slices.Contains(existing, t.Name) {
 			p.Changes = append(p.Changes, Change{Kind: Create, Topic: t})
@@ -125,7 +147,16 @@ func MakePlan(ctx context.Context, adm *kadm.Client, topics []Topic, opts PlanOp
 			p.Changes = append(p.Changes, Change{Kind: AddPartitions, Topic: t, FromPartitions: have})
 			changed = true
 		}
-		if rf := replicationFactor(d); rf != t.ReplicationFactor {
+		switch rf := replicationFactor(d); {
+		case rf == t.ReplicationFactor:
+		case opts.AutoReplication:
+			if rf < t.ReplicationFactor {
+				p.Warnings = append(p.Warnings, fmt.Sprintf("%s has %d replica(s); the cluster could give it %d (a partition reassignment, which this tool does not do)", t.Name, rf, t.ReplicationFactor))
+			}
+			t.ReplicationFactor = rf
+			t.Configs = maps.Clone(t.Configs)
+			t.Configs["min.insync.replicas"] = minInsync(rf)
+		default:
 			p.Refusals = append(p.Refusals, Refusal{t.Name, fmt.Sprintf("replication factor is %d, declaration says %d: that needs a partition reassignment, which this tool does not do", rf, t.ReplicationFactor)})
 		}
 		diff := map[string][2]string{}
@@ -352,6 +383,35 @@ func (p Plan) Write(w io.Writer) {
 	for _, r := range p.Refusals {
 		fmt.Fprintf(w, "! refuse %s\n", r.Error())
 	}
+	for _, m := range p.Warnings {
+		fmt.Fprintf(w, "warning: %s\n", m)
+	}
+}
+
+// AutoReplicationFactor is the replication factor the cluster behind adm
+// can give: 3 with three brokers or more, else one per broker.
+func AutoReplicationFactor(ctx context.Context, adm *kadm.Client) (int16, error) {
+	bs, err := adm.ListBrokers(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("list brokers: %w", err)
+	}
+	return int16(max(1, min(3, len(bs)))), nil
+}
+
+// LocalBrokers reports whether every broker address is on loopback (a local
+// stack).
+func LocalBrokers(brokers string) bool {
+	for _, b := range strings.Split(brokers, ",") {
+		host, _, err := net.SplitHostPort(strings.TrimSpace(b))
+		if err != nil {
+			host = strings.TrimSpace(b)
+		}
+		ip := net.ParseIP(host)
+		if host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+			return false
+		}
+	}
+	return true
 }
 
 func sortedKeys[V any](m map[string]V) []string {

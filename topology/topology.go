@@ -53,8 +53,8 @@ type Topic struct {
 // Options shape the declaration.
 type Options struct {
 	Prefix            string
-	Partitions        int32 // of every aggregate-keyed topic; bounds processor and projector parallelism
-	ReplicationFactor int16
+	Partitions        int32         // of every aggregate-keyed topic; bounds processor and projector parallelism
+	ReplicationFactor int16         // 0: automatic (AutoReplicationFactor), resolved before Declare
 	CommandRetention  time.Duration // commands are the input; keep them long enough to replay a bad deploy
 	ResultRetention   time.Duration // ≥ the dedupe window: results feed command dedupe
 	DLQRetention      time.Duration
@@ -82,8 +82,8 @@ func (o Options) Validate() error {
 	if o.Partitions < 1 || o.Partitions > 10000 {
 		errs = append(errs, fmt.Errorf("partitions %d: want 1..10000", o.Partitions))
 	}
-	if o.ReplicationFactor < 1 {
-		errs = append(errs, fmt.Errorf("replication factor %d: want ≥ 1", o.ReplicationFactor))
+	if o.ReplicationFactor < 0 {
+		errs = append(errs, fmt.Errorf("replication factor %d: want ≥ 1, or 0 for automatic", o.ReplicationFactor))
 	}
 	if o.CommandRetention < time.Hour {
 		errs = append(errs, fmt.Errorf("command retention %s: want ≥ 1h", o.CommandRetention))
@@ -97,15 +97,22 @@ func (o Options) Validate() error {
 	return errors.Join(errs...)
 }
 
+// minInsync is min.insync.replicas for a replication factor: 2 from three
+// replicas on (a write survives one broker's loss and one broker may be
+// down), else 1.
+func minInsync(rf int16) string {
+	if rf >= 3 {
+		return "2"
+	}
+	return "1"
+}
+
 func ms(d time.Duration) string { return strconv.FormatInt(d.Milliseconds(), 10) }
 
 // Declare returns the ledger's topics for o, in a stable order.
 func Declare(o Options) []Topic {
 	n := NamesFor(o.Prefix)
-	minISR := "1"
-	if o.ReplicationFactor >= 3 {
-		minISR = "2"
-	}
+	minISR := minInsync(o.ReplicationFactor)
 	topic := func(name, role string, keyed bool, cfg map[string]string) Topic {
 		cfg["min.insync.replicas"] = minISR
 		return Topic{Name: name, Role: role, Partitions: o.Partitions, ReplicationFactor: o.ReplicationFactor, Configs: cfg, AggregateKeyed: keyed}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -33,7 +34,7 @@ func TestDeclareCoPartitioned(t *testing.T) {
 }
 
 func TestOptionsValidateListsEveryProblem(t *testing.T) {
-	err := topology.Options{Partitions: 0, ReplicationFactor: 0}.Validate()
+	err := topology.Options{Partitions: 0, ReplicationFactor: -1}.Validate()
 	if err == nil {
 		t.Fatal("want an error")
 	}
@@ -168,5 +169,52 @@ func TestApplyOnBroker(t *testing.T) {
 	// Nothing was changed by the refused plans.
 	if p, _ = topology.MakePlan(ctx, adm, drift, topology.PlanOptions{}); !p.Empty() {
 		t.Fatalf("a refused plan changed the cluster: %+v", p)
+	}
+}
+
+// TestAutoReplication: the replication factor follows the cluster (one
+// broker here: 1), a single replica is warned about outside a local stack,
+// and an existing topic with fewer replicas than the cluster could give is
+// a warning, not a refusal, and keeps a min.insync.replicas it can meet.
+func TestAutoReplication(t *testing.T) {
+	adm := kadm.NewClient(testenv.KafkaClient(t))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	rf, err := topology.AutoReplicationFactor(ctx, adm)
+	if err != nil || rf != 1 {
+		t.Fatalf("auto replication factor on one broker: %d, %v", rf, err)
+	}
+	if !topology.LocalBrokers("127.0.0.1:9092,localhost:9093,[::1]:9094") || topology.LocalBrokers("127.0.0.1:9092,kafka-0.prod:9092") {
+		t.Fatal("LocalBrokers")
+	}
+	o := topology.DefaultOptions()
+	o.Prefix, o.Partitions = testenv.TopicPrefix(t), 2
+	plan, err := topology.MakePlan(ctx, adm, topology.Declare(o), topology.PlanOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(plan.Warnings) == 0 || !strings.Contains(plan.Warnings[0], "single replica") {
+		t.Fatalf("no single-replica warning outside a local stack: %v", plan.Warnings)
+	}
+	if err := topology.Apply(ctx, adm, plan); err != nil {
+		t.Fatal(err)
+	}
+	// As if the cluster had grown to three brokers: the existing topics keep
+	// their one replica, with a warning, and min.insync.replicas stays 1.
+	o.ReplicationFactor = 3
+	grown, err := topology.MakePlan(ctx, adm, topology.Declare(o), topology.PlanOptions{AutoReplication: true, Local: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(grown.Refusals) != 0 || len(grown.Changes) != 0 || len(grown.Warnings) != len(topology.Declare(o)) {
+		t.Fatalf("plan after growth: %+v", grown)
+	}
+	// Without AutoReplication a person asked for 3: refused.
+	asked, err := topology.MakePlan(ctx, adm, topology.Declare(o), topology.PlanOptions{Local: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(asked.Refusals) == 0 {
+		t.Fatal("a declared replication change was not refused")
 	}
 }

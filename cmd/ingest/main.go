@@ -113,11 +113,16 @@ func run(args []string) error {
 		topoOpts  = topology.DefaultOptions()
 		allowInc  bool
 	)
+	topoOpts.ReplicationFactor = 0 // auto, unless REPLICATION_FACTOR says otherwise
 	topoFlags := func(name string) *flag.FlagSet {
 		fs := flag.NewFlagSet("ingest topology "+name, flag.ContinueOnError)
 		topoKafka.RegisterFlags(fs, "ledger-topology")
 		fs.Func("partitions", "partitions of every aggregate-keyed topic (PARTITIONS; default 12)", intFlag(&topoOpts.Partitions))
-		fs.Func("replication-factor", "replicas per partition (REPLICATION_FACTOR; default 1)", func(s string) error {
+		fs.Func("replication-factor", "replicas per partition, or auto: 3 on a cluster of three brokers or more, else one per broker (REPLICATION_FACTOR; default auto)", func(s string) error {
+			if s == "auto" {
+				topoOpts.ReplicationFactor = 0
+				return nil
+			}
 			var v int32
 			err := intFlag(&v)(s)
 			topoOpts.ReplicationFactor = int16(v)
@@ -144,7 +149,14 @@ func run(args []string) error {
 			adm := kadm.NewClient(cl)
 			ctx, cancel := context.WithTimeout(ctx, time.Minute)
 			defer cancel()
-			plan, err := topology.MakePlan(ctx, adm, topology.Declare(topoOpts), topology.PlanOptions{AllowPartitionIncrease: allowInc})
+			popts := topology.PlanOptions{AllowPartitionIncrease: allowInc, Local: topology.LocalBrokers(topoKafka.Brokers)}
+			if topoOpts.ReplicationFactor == 0 {
+				if topoOpts.ReplicationFactor, err = topology.AutoReplicationFactor(ctx, adm); err != nil {
+					return err
+				}
+				popts.AutoReplication = true
+			}
+			plan, err := topology.MakePlan(ctx, adm, topology.Declare(topoOpts), popts)
 			if err != nil {
 				return err
 			}
