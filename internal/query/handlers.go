@@ -31,6 +31,11 @@ func (h *Handler) storeError(w http.ResponseWriter, r *http.Request, what string
 		ops.WriteError(w, http.StatusBadRequest, CodeInvalidParameter, err.Error())
 		return
 	}
+	if errors.Is(err, chsink.ErrOverflow) {
+		// Never a silently wrapped total: narrow the range.
+		ops.WriteError(w, http.StatusUnprocessableEntity, CodeOverflow, err.Error()+"; ask for a shorter range")
+		return
+	}
 	if r.Context().Err() != nil {
 		return // the client went away
 	}

@@ -20,6 +20,7 @@ const (
 	CodeMethodNotAllowed  = "method_not_allowed" // 405
 	CodeProjectionLagging = "projection_lagging" // 503, with "version"
 	CodeUnavailable       = "unavailable"        // 503: a store failed
+	CodeOverflow          = "overflow"           // 422: a total beyond a 64-bit integer
 )
 
 // paramError is a parameter the API refuses; it becomes a 400.

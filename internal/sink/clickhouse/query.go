@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/big"
 	"strconv"
 	"time"
 )
@@ -161,9 +162,14 @@ type CurrencySummary struct {
 // < to (zero times are unbounded), sorted by currency. It reads
 // ledger_events FINAL, so it is exact even while duplicates await a merge.
 func (v *View) Summary(ctx context.Context, from, to time.Time) ([]CurrencySummary, error) {
-	q := `SELECT currency,
-    sumIf(amount, type = 'FundsDeposited'), -sumIf(amount, type = 'FundsWithdrawn'), -sumIf(amount, type = 'TransferDebited'),
-    sumIf(amount, type = 'TransferCredited'), sumIf(amount, type = 'TransferRefunded'),
+	// Each money sum is taken in two parts, whole billions and the rest,
+	// which cannot overflow an Int64 (ClickHouse's sum would wrap silently),
+	// and joined here, where an overflow of the total is an error.
+	split := func(typ string) string {
+		return "sumIf(intDiv(amount, 1000000000), type = '" + typ + "'), sumIf(amount % 1000000000, type = '" + typ + "')"
+	}
+	q := `SELECT currency, ` + split("FundsDeposited") + `, ` + split("FundsWithdrawn") + `, ` + split("TransferDebited") + `,
+    ` + split("TransferCredited") + `, ` + split("TransferRefunded") + `,
     countIf(type = 'FundsDeposited'), countIf(type = 'FundsWithdrawn'), countIf(type = 'TransferDebited'),
     countIf(type = 'TransferCredited'), countIf(type = 'TransferRefunded'), count()
 FROM ` + v.d.q(v.t.events) + ` FINAL
@@ -179,9 +185,26 @@ ORDER BY currency`
 	for rs.Next() {
 		var s CurrencySummary
 		var c [6]uint64
-		if err := rs.Scan(&s.Currency, &s.Deposits, &s.Withdrawals, &s.Transfers, &s.TransfersCredited, &s.TransfersRefunded,
+		var m [10]int64
+		if err := rs.Scan(&s.Currency, &m[0], &m[1], &m[2], &m[3], &m[4], &m[5], &m[6], &m[7], &m[8], &m[9],
 			&c[0], &c[1], &c[2], &c[3], &c[4], &c[5]); err != nil {
 			return nil, fmt.Errorf("clickhouse: summary: %w", err)
+		}
+		var errs []error
+		join := func(name string, sign, hi, lo int64) int64 {
+			v, err := joinSum(hi, lo, sign)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s %s: %w", s.Currency, name, err))
+			}
+			return v
+		}
+		s.Deposits = join("deposits", 1, m[0], m[1])
+		s.Withdrawals = join("withdrawals", -1, m[2], m[3])
+		s.Transfers = join("transfers", -1, m[4], m[5])
+		s.TransfersCredited = join("transfers_credited", 1, m[6], m[7])
+		s.TransfersRefunded = join("transfers_refunded", 1, m[8], m[9])
+		if err := errors.Join(errs...); err != nil {
+			return nil, err
 		}
 		s.DepositCount, s.WithdrawalCount, s.TransferCount = int64(c[0]), int64(c[1]), int64(c[2])
 		s.CreditedCount, s.RefundedCount, s.Events = int64(c[3]), int64(c[4]), int64(c[5])
@@ -191,6 +214,21 @@ ORDER BY currency`
 		return nil, fmt.Errorf("clickhouse: summary: %w", err)
 	}
 	return out, nil
+}
+
+// ErrOverflow: a total does not fit the API's 64-bit integers.
+var ErrOverflow = errors.New("the total is beyond a 64-bit integer of minor units")
+
+// joinSum returns sign × (hi × 10⁹ + lo), or ErrOverflow when it does not
+// fit an int64.
+func joinSum(hi, lo, sign int64) (int64, error) {
+	v := new(big.Int).Mul(big.NewInt(hi), big.NewInt(1_000_000_000))
+	v.Add(v, big.NewInt(lo))
+	v.Mul(v, big.NewInt(sign))
+	if !v.IsInt64() {
+		return 0, ErrOverflow
+	}
+	return v.Int64(), nil
 }
 
 // Point is one bucket of a time series.

@@ -2,6 +2,7 @@ package chsink
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -720,5 +721,36 @@ func TestLongIDsKeepStatementsBounded(t *testing.T) {
 	}
 	if n := count(t, conn, "SELECT count() FROM "+opts.Database+".account_balances FINAL"); n != 1001 {
 		t.Fatalf("%d accounts, want 1001", n)
+	}
+}
+
+// TestSummaryDoesNotWrap: regression of analytics sums that overflowed
+// Int64 silently. 10,000 deposits of the largest amount sum to 10^19: the
+// summary refuses with ErrOverflow instead of a wrapped total, and a total
+// within range is exact.
+func TestSummaryDoesNotWrap(t *testing.T) {
+	_, _, v := setup(t, 0)
+	at := time.Date(2026, 2, 3, 4, 5, 6, 0, time.UTC)
+	ev := func(acc string, ver int64, amount int64) projection.Event {
+		return projection.Event{AggregateID: acc, Version: ver, EventID: fmt.Sprint(acc, "/", ver), OccurredAt: at,
+			Value: &codec.FundsDeposited{EventID: fmt.Sprint(acc, "/", ver), AggregateID: acc, Version: ver, CommandID: "c", OccurredAt: at,
+				Amount: amount, Currency: "EUR", BalanceAfter: amount * ver}}
+	}
+	var batch []projection.Event
+	for i := range 9 {
+		batch = append(batch, ev("ok", int64(i+1), domain.MaxAmount))
+	}
+	applyAll(t, v, [][]projection.Event{batch})
+	got := summary(t, v, time.Time{}, time.Time{})
+	if len(got) != 1 || got[0].Deposits != 9*domain.MaxAmount {
+		t.Fatalf("summary %+v, want deposits %d", got, 9*domain.MaxAmount)
+	}
+	batch = batch[:0]
+	for i := range 10_000 {
+		batch = append(batch, ev("big", int64(i+1), domain.MaxAmount))
+	}
+	applyAll(t, v, [][]projection.Event{batch})
+	if _, err := v.Summary(ctxFor(t), time.Time{}, time.Time{}); !errors.Is(err, ErrOverflow) {
+		t.Fatalf("summary of 10^19: %v, want ErrOverflow", err)
 	}
 }
