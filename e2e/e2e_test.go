@@ -151,7 +151,7 @@ func tail(s string, n int) string {
 }
 
 // waitReady polls /readyz until 200.
-func (p *proc) waitReady(t *testing.T, timeout time.Duration) {
+func (p *proc) waitReady(t testing.TB, timeout time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {

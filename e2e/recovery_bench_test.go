@@ -36,7 +36,7 @@ func BenchmarkRecovery(b *testing.B) {
 	projector := s.start("projector", projEnv)
 	query := s.start("queryapi", env)
 	for _, p := range []*proc{ingest, projector, query} {
-		waitUp(b, p, 90*time.Second)
+		p.waitReady(b, 90*time.Second)
 	}
 	post := func(addr string, body map[string]any) (int, map[string]any, error) {
 		raw, _ := json.Marshal(body)
@@ -112,21 +112,4 @@ func BenchmarkRecovery(b *testing.B) {
 	}
 	report("kill-to-accepted", toAccepted)
 	report("kill-to-visible", toVisible)
-}
-
-// waitUp polls /readyz until 200.
-func waitUp(tb testing.TB, p *proc, timeout time.Duration) {
-	tb.Helper()
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		resp, err := http.Get("http://" + p.addr + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	tb.Fatalf("%s not ready after %s\n%s", p.name, timeout, tail(p.logs.String(), 40))
 }

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -20,11 +19,9 @@ import (
 
 	"github.com/cqrs-ledger/ledger/internal/audit"
 	"github.com/cqrs-ledger/ledger/internal/codec"
-	"github.com/cqrs-ledger/ledger/internal/config"
 	"github.com/cqrs-ledger/ledger/internal/ingest/processor"
 	"github.com/cqrs-ledger/ledger/internal/kafkax"
 	"github.com/cqrs-ledger/ledger/internal/workload"
-	"github.com/cqrs-ledger/ledger/topology"
 )
 
 // TestCommitAnsweredWithAnError: regression of an ambiguous commit taken
@@ -36,37 +33,16 @@ import (
 // rewound commands as repeats: every command's events exist once.
 func TestCommitAnsweredWithAnError(t *testing.T) {
 	lie := &endTxnLiar{}
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.ListenFn(func(network, addr string) (net.Listener, error) {
+	k := newKfakeLedger(t, "amb.", 3, kfake.ListenFn(func(network, addr string) (net.Listener, error) {
 		l, err := net.Listen(network, addr)
 		if err != nil {
 			return nil, err
 		}
 		return &liarListener{Listener: l, lie: lie}, nil
 	}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cluster.Close()
+	kcfg, names, cl := k.kafka, k.names, k.cl
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-
-	kcfg := config.Kafka{Brokers: strings.Join(cluster.ListenAddrs(), ","), TopicPrefix: "amb.", ClientID: "amb-test"}
-	names := topology.NamesFor(kcfg.TopicPrefix)
-	cl, err := kafkax.NewClient(kcfg, kgo.DefaultProduceTopic(names.Commands))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	o := topology.DefaultOptions()
-	o.Prefix, o.Partitions = kcfg.TopicPrefix, 3
-	adm := kadm.NewClient(cl)
-	plan, err := topology.MakePlan(ctx, adm, topology.Declare(o), topology.PlanOptions{})
-	if err == nil {
-		err = topology.Apply(ctx, adm, plan)
-	}
-	if err != nil {
-		t.Fatalf("topology on kfake: %v", err)
-	}
 
 	// Lie about the commit of the third transaction that commits
 	// anything, and the eighth.
@@ -279,30 +255,10 @@ func (c *liarConn) Write(b []byte) (int, error) {
 // reports the stall after StallTimeout, and once the broker answers the
 // processor goes on and is ready again.
 func TestStalledCommitFailsReadiness(t *testing.T) {
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cluster.Close()
+	k := newKfakeLedger(t, "stall.", 2)
+	cluster, kcfg, names, cl := k.cluster, k.kafka, k.names, k.cl
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	kcfg := config.Kafka{Brokers: strings.Join(cluster.ListenAddrs(), ","), TopicPrefix: "stall.", ClientID: "stall-test"}
-	names := topology.NamesFor(kcfg.TopicPrefix)
-	cl, err := kafkax.NewClient(kcfg, kgo.DefaultProduceTopic(names.Commands))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	o := topology.DefaultOptions()
-	o.Prefix, o.Partitions = kcfg.TopicPrefix, 2
-	adm := kadm.NewClient(cl)
-	plan, err := topology.MakePlan(ctx, adm, topology.Declare(o), topology.PlanOptions{})
-	if err == nil {
-		err = topology.Apply(ctx, adm, plan)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
 	p, err := processor.New(processor.Config{Kafka: kcfg, InstanceID: "s", Log: testLogger(t), StallTimeout: time.Second})
 	if err != nil {
 		t.Fatal(err)

@@ -31,31 +31,10 @@ import (
 // restarted whenever it gives up. Every command must have exactly one
 // outcome and one set of events, and the ledger invariants must hold.
 func TestExactlyOnceUnderInjectedFaults(t *testing.T) {
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cluster.Close()
+	k := newKfakeLedger(t, "fault.", 3)
+	cluster, kcfg, names, cl := k.cluster, k.kafka, k.names, k.cl
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-
-	kcfg := config.Kafka{Brokers: strings.Join(cluster.ListenAddrs(), ","), TopicPrefix: "fault.", ClientID: "fault-test"}
-	names := topology.NamesFor(kcfg.TopicPrefix)
-	cl, err := kafkax.NewClient(kcfg, kgo.DefaultProduceTopic(names.Commands))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	o := topology.DefaultOptions()
-	o.Prefix, o.Partitions = kcfg.TopicPrefix, 3
-	adm := kadm.NewClient(cl)
-	plan, err := topology.MakePlan(ctx, adm, topology.Declare(o), topology.PlanOptions{})
-	if err == nil {
-		err = topology.Apply(ctx, adm, plan)
-	}
-	if err != nil {
-		t.Fatalf("topology on kfake: %v", err)
-	}
 
 	cmds := workload.Generate(workload.Options{Seed: 5, Accounts: 60, Commands: 1500, IDPrefix: "f-"})
 	if err := workload.Produce(ctx, cl, names.Commands, cmds, nil); err != nil {
@@ -158,4 +137,43 @@ func TestExactlyOnceUnderInjectedFaults(t *testing.T) {
 		}
 	}
 	t.Logf("%d restarts; %s", restarts, l.Summary())
+}
+
+// kfakeLedger is a kfake cluster with the ledger's topics (prefix, with
+// partitions per aggregate-keyed topic) and a client producing to the
+// commands topic; both are closed when the test ends.
+type kfakeLedger struct {
+	cluster *kfake.Cluster
+	kafka   config.Kafka
+	names   topology.Names
+	cl      *kgo.Client
+}
+
+func newKfakeLedger(t *testing.T, prefix string, partitions int32, opts ...kfake.Opt) *kfakeLedger {
+	t.Helper()
+	cluster, err := kfake.NewCluster(append([]kfake.Opt{kfake.NumBrokers(1)}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cluster.Close)
+	k := &kfakeLedger{cluster: cluster, names: topology.NamesFor(prefix),
+		kafka: config.Kafka{Brokers: strings.Join(cluster.ListenAddrs(), ","), TopicPrefix: prefix, ClientID: strings.TrimSuffix(prefix, ".") + "-test"}}
+	k.cl, err = kafkax.NewClient(k.kafka, kgo.DefaultProduceTopic(k.names.Commands))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(k.cl.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	o := topology.DefaultOptions()
+	o.Prefix, o.Partitions = prefix, partitions
+	adm := kadm.NewClient(k.cl)
+	plan, err := topology.MakePlan(ctx, adm, topology.Declare(o), topology.PlanOptions{Local: true})
+	if err == nil {
+		err = topology.Apply(ctx, adm, plan)
+	}
+	if err != nil {
+		t.Fatalf("topology on kfake: %v", err)
+	}
+	return k
 }
