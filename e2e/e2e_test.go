@@ -84,10 +84,16 @@ type stack struct {
 
 func newStack(t testing.TB, partitions int32) *stack {
 	t.Helper()
+	return newStackAt(t, testenv.Kafka(t), partitions)
+}
+
+// newStackAt is newStack on the broker at brokers.
+func newStackAt(t testing.TB, brokers string, partitions int32) *stack {
+	t.Helper()
 	s := &stack{t: t}
-	s.kafka = config.Kafka{Brokers: testenv.Kafka(t), TopicPrefix: testenv.TopicPrefix(t), ClientID: "e2e"}
+	s.kafka = config.Kafka{Brokers: brokers, TopicPrefix: testenv.TopicPrefix(t), ClientID: "e2e"}
 	s.names = topology.NamesFor(s.kafka.TopicPrefix)
-	s.client = testenv.KafkaClient(t, kgo.DefaultProduceTopic(s.names.Commands))
+	s.client = testenv.KafkaClient(t, kgo.SeedBrokers(strings.Split(brokers, ",")...), kgo.DefaultProduceTopic(s.names.Commands))
 	s.adm = kadm.NewClient(s.client)
 	o := topology.DefaultOptions()
 	o.Prefix, o.Partitions = s.kafka.TopicPrefix, partitions
