@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"reflect"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/cqrs-ledger/ledger/internal/audit"
 	"github.com/cqrs-ledger/ledger/internal/codec"
+	"github.com/cqrs-ledger/ledger/internal/domain"
 	"github.com/cqrs-ledger/ledger/internal/projection"
 )
 
@@ -106,6 +108,36 @@ func Run(t *testing.T, newView func(t *testing.T) projection.View) {
 		apply(t, v, settlements)
 		ApplyInBatches(t, v, h.Events, 200)
 		CheckHistory(t, v, h)
+	})
+	t.Run("ExtremesOfTheInputBounds", func(t *testing.T) {
+		// Regression: an issued_at past 9999 wedged the Redis view (JSON),
+		// and one long id the ClickHouse view. Everything the domain's
+		// input bounds admit must project.
+		v := newView(t)
+		id := strings.Repeat("a", domain.MaxIDBytes-2) + "é" // multi-byte, at the bound
+		owner := strings.Repeat("ö", domain.MaxOwnerBytes/2)
+		ref := strings.Repeat("r", domain.MaxReferenceBytes)
+		first, last := domain.MinIssuedAt, domain.MaxIssuedAt.Add(-time.Millisecond)
+		cmd := strings.Repeat("c", domain.MaxIDBytes)
+		evs := []projection.Event{
+			{AggregateID: id, Version: 1, EventID: domain.EventID(id, 1), OccurredAt: first, Value: &codec.AccountOpened{
+				EventID: domain.EventID(id, 1), AggregateID: id, Version: 1, CommandID: cmd, CorrelationID: cmd, CausationID: cmd,
+				OccurredAt: first, Owner: owner, Currency: "EUR", OverdraftLimit: domain.MaxAmount}},
+			{AggregateID: id, Version: 2, EventID: domain.EventID(id, 2), OccurredAt: last, Value: &codec.FundsDeposited{
+				EventID: domain.EventID(id, 2), AggregateID: id, Version: 2, CommandID: cmd, CorrelationID: cmd, CausationID: cmd,
+				OccurredAt: last, Amount: domain.MaxAmount, Currency: "EUR", BalanceAfter: domain.MaxAmount, Reference: ref}},
+			{AggregateID: id, Version: 3, EventID: domain.EventID(id, 3), OccurredAt: last, Value: &codec.FundsWithdrawn{
+				EventID: domain.EventID(id, 3), AggregateID: id, Version: 3, CommandID: cmd + "2", CorrelationID: cmd, CausationID: cmd,
+				OccurredAt: last, Amount: domain.MaxAmount, Currency: "EUR", BalanceAfter: -domain.MaxAmount + domain.MaxAmount, Reference: ref}},
+		}
+		apply(t, v, evs)
+		got, ok, err := v.Account(context.Background(), id)
+		if err != nil || !ok {
+			t.Fatalf("account at the bounds: ok=%v err=%v", ok, err)
+		}
+		if got.Owner != owner || got.Balance != 0 || got.Version != 3 || got.OverdraftLimit != domain.MaxAmount || !got.UpdatedAt.Equal(last) {
+			t.Fatalf("account at the bounds: %+v", got)
+		}
 	})
 	t.Run("UnknownValuesAreSkipped", func(t *testing.T) {
 		v := newView(t)
