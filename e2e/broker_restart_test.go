@@ -140,6 +140,10 @@ func TestBrokerRestartsAreRiddenOut(t *testing.T) {
 		accepted, visible := resumed(back)
 		t.Logf("%s: first command accepted %s and visible %s after the broker was back", ph.name,
 			accepted.Round(time.Millisecond), visible.Round(time.Millisecond))
+		if accepted > 20*time.Second {
+			// Not a failure (no timed assertions): the log says where the time went.
+			t.Logf("slow to resume; ingest's log:\n%s", tail(ingest.logs.String(), 80))
+		}
 	}
 
 	if err := <-produced; err != nil {
