@@ -323,11 +323,13 @@ func (v *View) TopAccounts(ctx context.Context, by string, limit int) ([]Account
 	var q string
 	switch by {
 	case "balance":
-		q = "SELECT account_id, currency, balance AS value FROM " + v.d.q(v.t.balances) +
+		q = "SELECT account_id, currency, toInt64(0), balance AS value FROM " + v.d.q(v.t.balances) +
 			" FINAL WHERE status = 'open' ORDER BY value DESC, account_id LIMIT ?"
 	case "volume":
-		q = "SELECT aggregate_id, any(currency), toInt64(sum(abs(amount))) AS value FROM " + v.d.q(v.t.events) +
-			" FINAL WHERE amount != 0 GROUP BY aggregate_id ORDER BY value DESC, aggregate_id LIMIT ?"
+		// Exact in two parts, as in Summary; ranked by a Float64 sum (ties
+		// closer than one part in 10^15 may come in either order).
+		q = "SELECT aggregate_id, any(currency), toInt64(sum(intDiv(abs(amount), 1000000000))), toInt64(sum(abs(amount) % 1000000000)) FROM " + v.d.q(v.t.events) +
+			" FINAL WHERE amount != 0 GROUP BY aggregate_id ORDER BY sum(toFloat64(abs(amount))) DESC, aggregate_id LIMIT ?"
 	default:
 		return nil, invalid("by %q: want balance or volume", by)
 	}
@@ -339,8 +341,13 @@ func (v *View) TopAccounts(ctx context.Context, by string, limit int) ([]Account
 	var out []AccountRank
 	for rs.Next() {
 		var r AccountRank
-		if err := rs.Scan(&r.AccountID, &r.Currency, &r.Value); err != nil {
+		var hi, lo int64
+		if err := rs.Scan(&r.AccountID, &r.Currency, &hi, &lo); err != nil {
 			return nil, fmt.Errorf("clickhouse: top accounts: %w", err)
+		}
+		var err error
+		if r.Value, err = joinSum(hi, lo, 1); err != nil {
+			return nil, fmt.Errorf("clickhouse: top accounts: %s: %w", r.AccountID, err)
 		}
 		out = append(out, r)
 	}
