@@ -23,8 +23,13 @@ const (
 	// flushTimeout bounds the produce of a batch's records (franz-go
 	// retries them while the broker is away).
 	flushTimeout = 40 * time.Second
-	// endTimeout bounds GroupTransactSession.End.
-	endTimeout = 40 * time.Second
+	// endTimeout bounds GroupTransactSession.End. A healthy End takes
+	// milliseconds; after a broker restart it was seen waiting for ever for
+	// a heartbeat while the group manager waited for a rebalance that the
+	// batch blocked (a deadlock only the bound breaks). Past it the outcome
+	// is unknown: the state is restored from Kafka and, if the client is
+	// unusable, the session replaced.
+	endTimeout = 10 * time.Second
 )
 
 // errNotOwned: a polled record belongs to a partition whose state this
