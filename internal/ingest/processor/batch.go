@@ -192,6 +192,16 @@ func (p *Processor) processBatch(ctx context.Context, sess *kgo.GroupTransactSes
 	p.m.batch.Observe(time.Since(start).Seconds())
 
 	switch {
+	case errors.Is(endErr, context.DeadlineExceeded):
+		// End ran past its bound: the transaction may still be open on the
+		// broker, and a restore in this session would wait for it (read
+		// committed stops at it) until the transaction timeout. A new
+		// session's producer fences it at once (InitProducerID aborts it),
+		// then restores the state from Kafka.
+		p.m.transactions.WithLabelValues("failed").Inc()
+		p.log.Error("ending the transaction timed out; outcome unknown, replacing the session",
+			"records", len(records), "err", endErr)
+		return fmt.Errorf("processor: end transaction: %w", endErr)
 	case endErr != nil:
 		// The outcome is unknown: the broker may have committed. The
 		// session rewound to what it believes is committed; make the
