@@ -333,6 +333,18 @@ func (p *Processor) runSession(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("processor: kafka session: %w", err)
 	}
+	// Initialise the producer id now, not at the first transaction: that
+	// fences a predecessor with the same transactional id (a crashed
+	// process, or this process's previous session) and aborts its open
+	// transaction, which the restore of the partitions would otherwise
+	// wait for (read_committed stops at it) until the transaction timeout.
+	pctx, cancelPID := context.WithTimeout(ctx, 30*time.Second)
+	_, _, pidErr := sess.Client().ProducerID(pctx)
+	cancelPID()
+	if pidErr != nil {
+		sess.Close()
+		return fmt.Errorf("processor: initialise the transactional producer: %w", pidErr)
+	}
 	p.log.Info("processor starting", "commands", p.names.Commands, "partitions", p.nparts,
 		"transactional_id", p.cfg.Group+"-"+p.cfg.InstanceID)
 	defer func() {
