@@ -729,7 +729,7 @@ func TestLongIDsKeepStatementsBounded(t *testing.T) {
 // summary refuses with ErrOverflow instead of a wrapped total, and a total
 // within range is exact.
 func TestSummaryDoesNotWrap(t *testing.T) {
-	_, _, v := setup(t, 0)
+	conn, opts, v := setup(t, 0)
 	at := time.Date(2026, 2, 3, 4, 5, 6, 0, time.UTC)
 	ev := func(acc string, ver int64, amount int64) projection.Event {
 		return projection.Event{AggregateID: acc, Version: ver, EventID: fmt.Sprint(acc, "/", ver), OccurredAt: at,
@@ -752,5 +752,19 @@ func TestSummaryDoesNotWrap(t *testing.T) {
 	applyAll(t, v, [][]projection.Event{batch})
 	if _, err := v.Summary(ctxFor(t), time.Time{}, time.Time{}); !errors.Is(err, ErrOverflow) {
 		t.Fatalf("summary of 10^19: %v, want ErrOverflow", err)
+	}
+	// The hourly series: exact while volume_hourly's rows are unmerged, and
+	// an error, not a wrapped number, whether they were merged (and wrapped
+	// in Int64) or not.
+	for _, merged := range []bool{false, true} {
+		if merged {
+			// Force the merge that sums the hour's rows in Int64 (and wraps).
+			if err := conn.Exec(ctxFor(t), "OPTIMIZE TABLE "+opts.Database+".volume_hourly FINAL"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if pts, err := v.TimeSeries(ctxFor(t), "deposits", time.Hour, at.Add(-time.Hour), at.Add(time.Hour), "EUR"); !errors.Is(err, ErrOverflow) {
+			t.Fatalf("time series of 10^19 (merged: %v): %v %v, want ErrOverflow", merged, pts, err)
+		}
 	}
 }
