@@ -14,11 +14,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
-	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/cqrs-ledger/ledger/internal/audit"
-	"github.com/cqrs-ledger/ledger/internal/codec"
 	"github.com/cqrs-ledger/ledger/internal/ingest/processor"
 	"github.com/cqrs-ledger/ledger/internal/kafkax"
 	"github.com/cqrs-ledger/ledger/internal/workload"
@@ -92,40 +90,7 @@ func TestCommitAnsweredWithAnError(t *testing.T) {
 		t.Fatalf("the broker lied about %d commits, want 2", n)
 	}
 
-	l, err := audit.ReadEvents(ctx, kcfg, names.Events)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if problems := l.Check(true); len(problems) > 0 {
-		t.Fatalf("%d invariant violations, first: %v", len(problems), problems[:min(10, len(problems))])
-	}
-	first := map[string]*codec.CommandResult{}
-	err = kafkax.ReadAll(ctx, kcfg, names.Results, func(r *kgo.Record) error {
-		if answersAgain(r) {
-			return nil
-		}
-		var res codec.CommandResult
-		if err := codec.Default().DecodeInto(r.Value, &res); err != nil {
-			return err
-		}
-		if prev, ok := first[res.CommandID]; ok && headerOf(r, processor.HeaderOrigin) == processor.OriginUpstream {
-			t.Errorf("command %s has two outcomes: %s and %s", res.CommandID, prev.Status, res.Status)
-		}
-		first[res.CommandID] = &res
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, c := range cmds {
-		res, ok := first[c.ID]
-		if !ok {
-			t.Fatalf("command %s has no outcome", c.ID)
-		}
-		if want := len(res.Events); l.Commands[c.ID] != want {
-			t.Fatalf("command %s: %d events, its result lists %d", c.ID, l.Commands[c.ID], want)
-		}
-	}
+	l := k.checkExactlyOnce(t, ctx, cmds)
 	t.Log(l.Summary())
 }
 

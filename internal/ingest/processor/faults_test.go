@@ -97,40 +97,7 @@ func TestExactlyOnceUnderInjectedFaults(t *testing.T) {
 	next:
 	}
 
-	l, err := audit.ReadEvents(ctx, kcfg, names.Events)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if problems := l.Check(true); len(problems) > 0 {
-		t.Fatalf("%d invariant violations, first: %v", len(problems), problems[:min(10, len(problems))])
-	}
-	first := map[string]*codec.CommandResult{}
-	err = kafkax.ReadAll(ctx, kcfg, names.Results, func(r *kgo.Record) error {
-		if headerOf(r, processor.HeaderDuplicate) != "" {
-			return nil
-		}
-		var res codec.CommandResult
-		if err := codec.Default().DecodeInto(r.Value, &res); err != nil {
-			return err
-		}
-		if prev, ok := first[res.CommandID]; ok && headerOf(r, processor.HeaderOrigin) == processor.OriginUpstream {
-			t.Errorf("command %s has two outcomes: %s and %s", res.CommandID, prev.Status, res.Status)
-		}
-		first[res.CommandID] = &res
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, c := range cmds {
-		res, ok := first[c.ID]
-		if !ok {
-			t.Fatalf("command %s has no outcome", c.ID)
-		}
-		if want := len(res.Events); l.Commands[c.ID] != want {
-			t.Fatalf("command %s: %d events, its result lists %d", c.ID, l.Commands[c.ID], want)
-		}
-	}
+	l := k.checkExactlyOnce(t, ctx, cmds)
 	for name, h := range faults {
 		if h.Hits() != 3 {
 			t.Errorf("fault %q fired %d times, want 3", name, h.Hits())
@@ -176,4 +143,46 @@ func newKfakeLedger(t *testing.T, prefix string, partitions int32, opts ...kfake
 		t.Fatalf("topology on kfake: %v", err)
 	}
 	return k
+}
+
+// checkExactlyOnce reads the events and results of k's ledger and fails t
+// unless the ledger invariants hold and every command of cmds has exactly
+// one outcome (answers to repeats aside) whose events are in the log once.
+func (k *kfakeLedger) checkExactlyOnce(t *testing.T, ctx context.Context, cmds []workload.Command) *audit.Ledger {
+	t.Helper()
+	l, err := audit.ReadEvents(ctx, k.kafka, k.names.Events)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if problems := l.Check(true); len(problems) > 0 {
+		t.Fatalf("%d invariant violations, first: %v", len(problems), problems[:min(10, len(problems))])
+	}
+	first := map[string]*codec.CommandResult{}
+	err = kafkax.ReadAll(ctx, k.kafka, k.names.Results, func(r *kgo.Record) error {
+		if answersAgain(r) {
+			return nil
+		}
+		var res codec.CommandResult
+		if err := codec.Default().DecodeInto(r.Value, &res); err != nil {
+			return err
+		}
+		if prev, ok := first[res.CommandID]; ok && headerOf(r, processor.HeaderOrigin) == processor.OriginUpstream {
+			t.Errorf("command %s has two outcomes: %s and %s", res.CommandID, prev.Status, res.Status)
+		}
+		first[res.CommandID] = &res
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range cmds {
+		res, ok := first[c.ID]
+		if !ok {
+			t.Fatalf("command %s has no outcome", c.ID)
+		}
+		if want := len(res.Events); l.Commands[c.ID] != want {
+			t.Fatalf("command %s: %d events, its result lists %d", c.ID, l.Commands[c.ID], want)
+		}
+	}
+	return l
 }

@@ -73,40 +73,13 @@ func BenchmarkRestoreSnapshots(b *testing.B) {
 	}
 	b.Logf("produced %d snapshots in %s", n, time.Since(produceStart).Round(time.Millisecond))
 
-	for i := 0; i < b.N; i++ {
-		p, err := New(Config{Kafka: kcfg, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
-		if err != nil {
-			b.Fatal(err)
-		}
-		p.adm = adm
-		p.nparts = partitions
-		runtime.GC()
-		var before, after runtime.MemStats
-		runtime.ReadMemStats(&before)
-		b.ResetTimer()
-		start := time.Now()
-		parts, err := p.restore(ctx, []int32{0, 1, 2, 3})
-		dur := time.Since(start)
-		b.StopTimer()
-		if err != nil {
-			b.Fatal(err)
-		}
-		runtime.GC()
-		runtime.ReadMemStats(&after)
+	benchRestore(b, ctx, kcfg, adm, partitions, n, "aggregate", func(parts map[int32]*partition) int {
 		got := 0
 		for _, st := range parts {
 			got += len(st.accounts)
 		}
-		if got != n {
-			b.Fatalf("restored %d aggregates, want %d", got, n)
-		}
-		perAgg := float64(int64(after.HeapAlloc)-int64(before.HeapAlloc)) / float64(n)
-		runtime.KeepAlive(parts)
-		b.ReportMetric(dur.Seconds(), "restore-s")
-		b.ReportMetric(float64(n)/dur.Seconds(), "aggregates/s")
-		b.ReportMetric(perAgg, "heap-B/aggregate")
-		b.Logf("restored %d aggregates in %s (%.0f/s), %.0f B of heap per aggregate", n, dur.Round(time.Millisecond), float64(n)/dur.Seconds(), perAgg)
-	}
+		return got
+	})
 }
 
 // BenchmarkRestoreDedupe measures the restore of a full dedupe window: N
@@ -177,6 +150,23 @@ func BenchmarkRestoreDedupe(b *testing.B) {
 	}
 	b.Logf("produced %d command results in %s", n, time.Since(produceStart).Round(time.Millisecond))
 
+	benchRestore(b, ctx, kcfg, adm, partitions, n, "entry", func(parts map[int32]*partition) int {
+		got := 0
+		for _, st := range parts {
+			got += st.dedupe.len()
+		}
+		return got
+	})
+}
+
+// benchRestore restores every partition b.N times and reports the time and
+// the heap held per item, where count says how many items a restore holds
+// (it must be n) and unit names them.
+func benchRestore(b *testing.B, ctx context.Context, kcfg config.Kafka, adm *kadm.Client, partitions int32, n int, unit string, count func(map[int32]*partition) int) {
+	ids := make([]int32, partitions)
+	for i := range ids {
+		ids[i] = int32(i)
+	}
 	for i := 0; i < b.N; i++ {
 		p, err := New(Config{Kafka: kcfg, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
 		if err != nil {
@@ -189,7 +179,7 @@ func BenchmarkRestoreDedupe(b *testing.B) {
 		runtime.ReadMemStats(&before)
 		b.ResetTimer()
 		start := time.Now()
-		parts, err := p.restore(ctx, []int32{0, 1, 2, 3})
+		parts, err := p.restore(ctx, ids)
 		dur := time.Since(start)
 		b.StopTimer()
 		if err != nil {
@@ -197,18 +187,14 @@ func BenchmarkRestoreDedupe(b *testing.B) {
 		}
 		runtime.GC()
 		runtime.ReadMemStats(&after)
-		got := 0
-		for _, st := range parts {
-			got += st.dedupe.len()
+		if got := count(parts); got != n {
+			b.Fatalf("restored %d %s, want %d", got, unit, n)
 		}
-		if got != n {
-			b.Fatalf("restored %d dedupe entries, want %d", got, n)
-		}
-		perEntry := float64(int64(after.HeapAlloc)-int64(before.HeapAlloc)) / float64(n)
+		perItem := float64(int64(after.HeapAlloc)-int64(before.HeapAlloc)) / float64(n)
 		runtime.KeepAlive(parts)
 		b.ReportMetric(dur.Seconds(), "restore-s")
-		b.ReportMetric(float64(n)/dur.Seconds(), "entries/s")
-		b.ReportMetric(perEntry, "heap-B/entry")
-		b.Logf("restored %d dedupe entries in %s (%.0f/s), %.0f B of heap per entry", n, dur.Round(time.Millisecond), float64(n)/dur.Seconds(), perEntry)
+		b.ReportMetric(float64(n)/dur.Seconds(), unit+"/s")
+		b.ReportMetric(perItem, "heap-B/"+unit)
+		b.Logf("restored %d %s in %s (%.0f/s), %.0f B of heap per item", n, unit, dur.Round(time.Millisecond), float64(n)/dur.Seconds(), perItem)
 	}
 }
