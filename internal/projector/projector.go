@@ -18,10 +18,16 @@
 // fetch minus the committed offset; transaction markers are committed too, so
 // it reaches 0 when caught up).
 //
-// While a batch is being applied or retried the client blocks rebalances
-// (kgo.BlockRebalanceOnPoll) only for one attempt at a time: between retries
-// a rebalance may proceed, and records of partitions it takes away are
-// dropped before the next attempt and never committed.
+// Rebalances are not held back while a batch is applied: the client blocks
+// them (kgo.BlockRebalanceOnPoll) only from a poll to the next
+// AllowRebalance, and the Run loop allows them after each poll and after
+// each apply attempt. A partition can therefore move to another member while
+// this one writes it. Write fencing (fence.go) makes that safe: every apply
+// is announced with a deadline in the group's offset metadata, and a new
+// owner writes nothing before an unfinished announced write's deadline.
+// Records of partitions taken away are dropped before the next attempt;
+// after a successful apply they are committed too, which tells the new
+// owner the write is done.
 package projector
 
 import (
