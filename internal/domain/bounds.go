@@ -96,18 +96,32 @@ func CheckIssuedAt(field string, t time.Time) *BoundsError {
 	return nil
 }
 
+// maxSagaIDBytes bounds the ids of internal (saga) commands, which the
+// processor derives from account ids (see EventID) and may be longer than
+// MaxIDBytes.
+const maxSagaIDBytes = 4 * MaxIDBytes
+
+// checkCommandField applies the id bounds of c's kind to one of its ids:
+// CheckID for an upstream command, maxSagaIDBytes for an internal one.
+func checkCommandField(c Command, field, v string) *BoundsError {
+	if IsInternal(c) && v != "" {
+		return CheckText(field, v, maxSagaIDBytes)
+	}
+	return CheckID(field, v)
+}
+
+// CheckCommandID applies the input bounds to c's command id alone (what
+// may be remembered as an idempotency key).
+func CheckCommandID(c Command) *BoundsError {
+	return checkCommandField(c, "command_id", c.Env().CommandID)
+}
+
 // CheckBounds applies the input bounds to every field of c. An internal
 // (saga) command's ids are the processor's own and only their shape is
 // not checked against MaxIDBytes.
 func CheckBounds(c Command) *BoundsError {
 	env := c.Env()
-	internal := IsInternal(c)
-	id := func(field, v string) *BoundsError {
-		if internal && v != "" {
-			return CheckText(field, v, 4*MaxIDBytes)
-		}
-		return CheckID(field, v)
-	}
+	id := func(field, v string) *BoundsError { return checkCommandField(c, field, v) }
 	optionalID := func(field, v string) *BoundsError {
 		if v == "" {
 			return nil
@@ -115,7 +129,7 @@ func CheckBounds(c Command) *BoundsError {
 		return id(field, v)
 	}
 	errs := []*BoundsError{
-		id("command_id", env.CommandID),
+		CheckCommandID(c),
 		id("account_id", env.AggregateID),
 		optionalID("correlation_id", env.CorrelationID),
 		CheckIssuedAt("issued_at", env.IssuedAt),

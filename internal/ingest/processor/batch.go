@@ -455,19 +455,9 @@ func (pt *part) again(in *input, typ string, first firstOutcome) error {
 	if first.sameRequest(in.request) {
 		pt.outcomes[outcomeDuplicate]++
 	} else {
-		res = &codec.CommandResult{
-			CommandID:     env.CommandID,
-			AggregateID:   env.AggregateID,
-			CommandType:   in.cmd.Type(),
-			CorrelationID: env.CorrelationID,
-			Status:        statusRejected,
-			Reason:        string(domain.ReasonIdempotencyKeyReused),
-			Message: fmt.Sprintf("command_id %q was already used for a different request (another account, type or body); "+
-				"that request's outcome stands and this one is not applied: send a new command_id", clip(env.CommandID)),
-			Version:     pt.account(env.AggregateID).Version,
-			Events:      []codec.EventRef{},
-			ProcessedAt: pt.b.now,
-		}
+		res = pt.rejection(in, domain.ReasonIdempotencyKeyReused, fmt.Sprintf(
+			"command_id %q was already used for a different request (another account, type or body); "+
+				"that request's outcome stands and this one is not applied: send a new command_id", clip(env.CommandID)))
 		mark = HeaderReused
 		pt.outcomes[outcomeReused]++
 	}
@@ -477,6 +467,25 @@ func (pt *part) again(in *input, typ string, first firstOutcome) error {
 	}
 	pt.b.emit(rec)
 	return nil
+}
+
+// rejection is the result that rejects in, a command the processor does
+// not decide (a reused id, a dead letter), at the aggregate's current
+// version.
+func (pt *part) rejection(in *input, reason domain.Reason, message string) *codec.CommandResult {
+	env := in.cmd.Env()
+	return &codec.CommandResult{
+		CommandID:     env.CommandID,
+		AggregateID:   env.AggregateID,
+		CommandType:   in.cmd.Type(),
+		CorrelationID: env.CorrelationID,
+		Status:        statusRejected,
+		Reason:        string(reason),
+		Message:       message,
+		Version:       pt.account(env.AggregateID).Version,
+		Events:        []codec.EventRef{},
+		ProcessedAt:   pt.b.now,
+	}
 }
 
 // seen returns the first outcome of the command id if it was processed
@@ -669,20 +678,9 @@ func (pt *part) dlq(r *kgo.Record, typ, reason string, in *input) error {
 	if in == nil {
 		return nil
 	}
-	env := in.cmd.Env()
-	res := &codec.CommandResult{
-		CommandID:     env.CommandID,
-		AggregateID:   env.AggregateID,
-		CommandType:   in.cmd.Type(),
-		CorrelationID: env.CorrelationID,
-		Status:        statusRejected,
-		Reason:        string(domain.ReasonDeadLettered),
-		Message: fmt.Sprintf("%s; the command was copied to %s with source-topic=%s source-partition=%d source-offset=%d",
-			clip(reason), p.names.DLQ, r.Topic, r.Partition, r.Offset),
-		Version:     pt.account(env.AggregateID).Version,
-		Events:      []codec.EventRef{},
-		ProcessedAt: pt.b.now,
-	}
+	res := pt.rejection(in, domain.ReasonDeadLettered, fmt.Sprintf(
+		"%s; the command was copied to %s with source-topic=%s source-partition=%d source-offset=%d",
+		clip(reason), p.names.DLQ, r.Topic, r.Partition, r.Offset))
 	first := summarize(res, in.request)
 	out, err := pt.result(in, res, first, "")
 	if err != nil {
@@ -691,10 +689,10 @@ func (pt *part) dlq(r *kgo.Record, typ, reason string, in *input) error {
 		p.log.Warn("no result for a dead-lettered command", "offset", r.Offset, "err", err)
 		return nil
 	}
-	if domain.CheckID("command_id", env.CommandID) == nil || (in.saga && len(env.CommandID) <= 4*domain.MaxIDBytes) {
+	if domain.CheckCommandID(in.cmd) == nil {
 		// An id out of bounds is not remembered (its repeat is
 		// dead-lettered again, the same way): the index holds bounded ids.
-		pt.dedupe.put(env.CommandID, in.saga, first)
+		pt.dedupe.put(res.CommandID, in.saga, first)
 	}
 	pt.b.emit(out)
 	return nil
