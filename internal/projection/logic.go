@@ -8,6 +8,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/cqrs-ledger/ledger/internal/codec"
+	"github.com/cqrs-ledger/ledger/internal/kafkax"
 )
 
 // Full Avro names of the events the views understand.
@@ -137,12 +138,8 @@ const HeaderReused = "reused"
 
 // IsReuseRefusal reports whether r is a command result marked HeaderReused.
 func IsReuseRefusal(r *kgo.Record) bool {
-	for _, h := range r.Headers {
-		if h.Key == HeaderReused {
-			return true
-		}
-	}
-	return false
+	_, ok := kafkax.Header(r, HeaderReused)
+	return ok
 }
 
 // OutcomeFromRecord decodes one record of the command-results topic. A

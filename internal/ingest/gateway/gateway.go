@@ -261,13 +261,8 @@ func (g *Gateway) onResult(r *kgo.Record) {
 		return
 	}
 	g.m.results.WithLabelValues("ok").Inc()
-	var at string
-	for _, h := range r.Headers {
-		if h.Key == headerCommandOffset {
-			at = string(h.Value)
-		}
-	}
-	g.waiters.complete(res.AggregateID, res.CommandID, at, outcomeOf(res))
+	at, _ := kafkax.Header(r, headerCommandOffset)
+	g.waiters.complete(res.AggregateID, res.CommandID, string(at), outcomeOf(res))
 }
 
 // item is one command of a request on its way through submit.

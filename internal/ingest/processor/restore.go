@@ -194,7 +194,7 @@ func (p *Processor) applyResult(st *partition, r *kgo.Record, cutoff time.Time, 
 		return // a record is never older than the first outcome it carries
 	}
 	saga := header(r, HeaderOrigin) == OriginProcessor
-	if hv, ok := headerValue(r, HeaderDedupe); ok {
+	if hv, ok := kafkax.Header(r, HeaderDedupe); ok {
 		o, err := parseDedupeHeader(hv)
 		if err != nil {
 			p.log.Warn("command result with a malformed dedupe header skipped in the restore",
@@ -219,20 +219,6 @@ func (p *Processor) applyResult(st *partition, r *kgo.Record, cutoff time.Time, 
 
 // header returns the value of the last header named key, or "".
 func header(r *kgo.Record, key string) string {
-	for i := len(r.Headers) - 1; i >= 0; i-- {
-		if r.Headers[i].Key == key {
-			return string(r.Headers[i].Value)
-		}
-	}
-	return ""
-}
-
-// headerValue returns the value of the last header named key.
-func headerValue(r *kgo.Record, key string) ([]byte, bool) {
-	for i := len(r.Headers) - 1; i >= 0; i-- {
-		if r.Headers[i].Key == key {
-			return r.Headers[i].Value, true
-		}
-	}
-	return nil, false
+	v, _ := kafkax.Header(r, key)
+	return string(v)
 }
