@@ -480,7 +480,7 @@ func (p *Projector) flush(ctx context.Context, log *slog.Logger) error {
 		// A write that ran out of time is retried with a longer deadline
 		// (up to 8×): a slow store still makes progress, and the deadline
 		// is announced, so a successor waits for whichever applies.
-		deadline := time.Now().Add(p.cfg.WriteDeadline << min(p.failures, 3))
+		deadline := time.Now().Add(p.cfg.WriteDeadline << min(p.failures, maxDeadlineShift))
 		if err = p.announce(ctx, deadline); err == nil {
 			actx, cancel := context.WithDeadline(ctx, deadline)
 			err = apply(actx, p.cfg.Sink, p.cfg.Results, events, outcomes)
@@ -619,11 +619,14 @@ func (p *Projector) assigned(ctx context.Context, _ *kgo.Client, got map[string]
 	}
 }
 
+// maxDeadlineShift: a retried apply gets up to WriteDeadline << 3.
+const maxDeadlineShift = 3
+
 // awaitOwners runs in the client's group goroutine after an assignment: it
 // reads whether a previous owner of the partitions announced a write it
 // may not have finished, and defers this member's writes until that write's
-// deadline (see fence.go). When it cannot tell, it waits a whole
-// WriteDeadline.
+// deadline (see fence.go). When it cannot tell, it waits the longest
+// deadline an apply can announce.
 func (p *Projector) awaitOwners(ctx context.Context, got map[string][]int32) {
 	if len(got) == 0 {
 		return
@@ -632,8 +635,10 @@ func (p *Projector) awaitOwners(ctx context.Context, got map[string][]int32) {
 	defer cancel()
 	until, err := p.previousDeadline(ctx, got)
 	if err != nil {
-		p.cfg.Log.Warn("cannot read the previous owners' write deadlines; waiting a whole write deadline", "err", err)
-		until = time.Now().Add(p.cfg.WriteDeadline)
+		// A previous owner retrying a write may have announced the longest
+		// deadline a retry gets.
+		p.cfg.Log.Warn("cannot read the previous owners' write deadlines; waiting the longest write deadline", "err", err)
+		until = time.Now().Add(p.cfg.WriteDeadline << maxDeadlineShift)
 	}
 	if until.IsZero() {
 		return
