@@ -49,11 +49,11 @@ func binary(t testing.TB, name string) string {
 	}
 	err, built := binaries[name]
 	if !built {
-		args := []string{"build", "-o", binDir + "/", "../cmd/" + name}
+		args := []string{"build"}
 		if raceEnabled {
-			args = append(args[:1], append([]string{"-race"}, args[1:]...)...)
+			args = append(args, "-race")
 		}
-		out, berr := exec.Command("go", args...).CombinedOutput()
+		out, berr := exec.Command("go", append(args, "-o", binDir+"/", "../cmd/"+name)...).CombinedOutput()
 		if berr != nil {
 			err = fmt.Errorf("go build %s: %v\n%s", name, berr, out)
 		}

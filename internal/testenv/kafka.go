@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -88,16 +87,7 @@ func (k *PrivateKafka) Start() { k.s.start() }
 func (k *PrivateKafka) Stop() { k.s.stop() }
 
 // Kill ends the broker with SIGKILL, as a crash would.
-func (k *PrivateKafka) Kill() {
-	k.s.mu.Lock()
-	defer k.s.mu.Unlock()
-	if k.s.cmd == nil {
-		return
-	}
-	_ = syscall.Kill(-k.s.cmd.Process.Pid, syscall.SIGKILL)
-	<-k.s.done
-	k.s.cmd, k.s.done = nil, nil
-}
+func (k *PrivateKafka) Kill() { k.s.kill() }
 
 // kafkaReady answers nil once the broker on addr answers a metadata request.
 func kafkaReady(addr string) error {

@@ -147,6 +147,19 @@ func (s *server) stop() {
 	s.cmd, s.done = nil, nil
 }
 
+// kill ends the server's process group with SIGKILL, as a crash would, and
+// waits for it; a no-op when it is not running.
+func (s *server) kill() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil {
+		return
+	}
+	_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
+	<-s.done
+	s.cmd, s.done = nil, nil
+}
+
 func (s *server) logTail() string {
 	var b strings.Builder
 	for _, f := range []string{s.log, s.log + ".out"} {
