@@ -17,24 +17,12 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 
 	"github.com/cqrs-ledger/ledger/internal/testenv"
-	"github.com/cqrs-ledger/ledger/topology"
 )
 
 func TestBinariesServeAndStopOnSIGTERM(t *testing.T) {
 	// ingest's processor needs the topics.
 	prefix := testenv.TopicPrefix(t)
-	adm := kadm.NewClient(testenv.KafkaClient(t))
-	o := topology.DefaultOptions()
-	o.Prefix, o.Partitions = prefix, 2
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	plan, err := topology.MakePlan(ctx, adm, topology.Declare(o), topology.PlanOptions{})
-	if err == nil {
-		err = topology.Apply(ctx, adm, plan)
-	}
-	if err != nil {
-		t.Fatalf("topology: %v", err)
-	}
+	testenv.Topology(t, kadm.NewClient(testenv.KafkaClient(t)), prefix, 2)
 	env := []string{
 		"TOPIC_PREFIX=" + prefix,
 		"KAFKA_BROKERS=" + testenv.Kafka(t),

@@ -95,17 +95,7 @@ func newStackAt(t testing.TB, brokers string, partitions int32) *stack {
 	s.names = topology.NamesFor(s.kafka.TopicPrefix)
 	s.client = testenv.KafkaClient(t, kgo.SeedBrokers(strings.Split(brokers, ",")...), kgo.DefaultProduceTopic(s.names.Commands))
 	s.adm = kadm.NewClient(s.client)
-	o := topology.DefaultOptions()
-	o.Prefix, o.Partitions = s.kafka.TopicPrefix, partitions
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	plan, err := topology.MakePlan(ctx, s.adm, topology.Declare(o), topology.PlanOptions{})
-	if err == nil {
-		err = topology.Apply(ctx, s.adm, plan)
-	}
-	if err != nil {
-		t.Fatalf("topology: %v", err)
-	}
+	testenv.Topology(t, s.adm, s.kafka.TopicPrefix, partitions)
 	return s
 }
 

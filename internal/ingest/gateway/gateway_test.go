@@ -46,21 +46,14 @@ func newFixture(t *testing.T) *fixture {
 	brokers := testenv.Kafka(t)
 	prefix := testenv.TopicPrefix(t)
 	adm := kadm.NewClient(testenv.KafkaClient(t))
-	opts := topology.DefaultOptions()
-	opts.Prefix, opts.Partitions = prefix, testPartitions
-	plan, err := topology.MakePlan(ctx, adm, topology.Declare(opts), topology.PlanOptions{})
-	if err != nil {
-		t.Fatalf("plan: %v", err)
-	}
-	if err := topology.Apply(ctx, adm, plan); err != nil {
-		t.Fatalf("apply: %v", err)
-	}
+	names := testenv.Topology(t, adm, prefix, testPartitions)
 
 	f := &fixture{
 		mux:   http.NewServeMux(),
-		names: topology.NamesFor(prefix),
+		names: names,
 		cfg:   config.Kafka{Brokers: brokers, TopicPrefix: prefix, ClientID: "gateway-test"},
 	}
+	var err error
 	f.g, err = New(Config{Kafka: f.cfg, Log: quietLog(), Registerer: prometheus.NewRegistry(), Now: func() time.Time { return testNow }})
 	if err != nil {
 		t.Fatalf("New: %v", err)

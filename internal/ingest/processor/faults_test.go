@@ -18,6 +18,7 @@ import (
 	"github.com/cqrs-ledger/ledger/internal/config"
 	"github.com/cqrs-ledger/ledger/internal/ingest/processor"
 	"github.com/cqrs-ledger/ledger/internal/kafkax"
+	"github.com/cqrs-ledger/ledger/internal/testenv"
 	"github.com/cqrs-ledger/ledger/internal/workload"
 	"github.com/cqrs-ledger/ledger/topology"
 )
@@ -130,18 +131,7 @@ func newKfakeLedger(t *testing.T, prefix string, partitions int32, opts ...kfake
 		t.Fatal(err)
 	}
 	t.Cleanup(k.cl.Close)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	o := topology.DefaultOptions()
-	o.Prefix, o.Partitions = prefix, partitions
-	adm := kadm.NewClient(k.cl)
-	plan, err := topology.MakePlan(ctx, adm, topology.Declare(o), topology.PlanOptions{Local: true})
-	if err == nil {
-		err = topology.Apply(ctx, adm, plan)
-	}
-	if err != nil {
-		t.Fatalf("topology on kfake: %v", err)
-	}
+	testenv.Topology(t, kadm.NewClient(k.cl), prefix, partitions)
 	return k
 }
 

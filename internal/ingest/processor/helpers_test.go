@@ -36,20 +36,8 @@ type env struct {
 // the test's own.
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
-	defer cancel()
 	prefix := testenv.TopicPrefix(t)
-	adm := kadm.NewClient(testenv.KafkaClient(t))
-	o := topology.DefaultOptions()
-	o.Prefix, o.Partitions = prefix, 3
-	plan, err := topology.MakePlan(ctx, adm, topology.Declare(o), topology.PlanOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := topology.Apply(ctx, adm, plan); err != nil {
-		t.Fatal(err)
-	}
-	names := topology.NamesFor(prefix)
+	names := testenv.Topology(t, kadm.NewClient(testenv.KafkaClient(t)), prefix, 3)
 	return &env{
 		t:     t,
 		kafka: config.Kafka{Brokers: testenv.Kafka(t), TopicPrefix: prefix, ClientID: "processor-test"},

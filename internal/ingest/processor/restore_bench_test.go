@@ -19,7 +19,6 @@ import (
 	"github.com/cqrs-ledger/ledger/internal/config"
 	"github.com/cqrs-ledger/ledger/internal/kafkax"
 	"github.com/cqrs-ledger/ledger/internal/testenv"
-	"github.com/cqrs-ledger/ledger/topology"
 )
 
 // BenchmarkRestoreSnapshots measures what a processor pays when it is
@@ -40,16 +39,7 @@ func BenchmarkRestoreSnapshots(b *testing.B) {
 	kcfg := config.Kafka{Brokers: testenv.Kafka(b), TopicPrefix: testenv.TopicPrefix(b), ClientID: "restore-bench"}
 	cl := testenv.KafkaClient(b, kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.ProducerBatchMaxBytes(1<<20))
 	adm := kadm.NewClient(cl)
-	o := topology.DefaultOptions()
-	o.Prefix, o.Partitions = kcfg.TopicPrefix, partitions
-	plan, err := topology.MakePlan(ctx, adm, topology.Declare(o), topology.PlanOptions{})
-	if err == nil {
-		err = topology.Apply(ctx, adm, plan)
-	}
-	if err != nil {
-		b.Fatal(err)
-	}
-	names := topology.NamesFor(kcfg.TopicPrefix)
+	names := testenv.Topology(b, adm, kcfg.TopicPrefix, partitions)
 	at := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	curs := []string{"EUR", "USD", "GBP"}
 	produceStart := time.Now()
@@ -103,16 +93,7 @@ func BenchmarkRestoreDedupe(b *testing.B) {
 	cl := testenv.KafkaClient(b, kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.ProducerBatchMaxBytes(1<<20),
 		kgo.ProducerLinger(5*time.Millisecond), kgo.MaxBufferedRecords(200_000))
 	adm := kadm.NewClient(cl)
-	o := topology.DefaultOptions()
-	o.Prefix, o.Partitions = kcfg.TopicPrefix, partitions
-	plan, err := topology.MakePlan(ctx, adm, topology.Declare(o), topology.PlanOptions{})
-	if err == nil {
-		err = topology.Apply(ctx, adm, plan)
-	}
-	if err != nil {
-		b.Fatal(err)
-	}
-	names := topology.NamesFor(kcfg.TopicPrefix)
+	names := testenv.Topology(b, adm, kcfg.TopicPrefix, partitions)
 	now := time.Now().UTC()
 	produceStart := time.Now()
 	var failed atomic.Int64

@@ -1,0 +1,30 @@
+package testenv
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+
+	"github.com/cqrs-ledger/ledger/topology"
+)
+
+// Topology applies the ledger's declared topics under prefix, with
+// partitions per aggregate-keyed topic, to the cluster behind adm (the
+// shared broker, a private one or kfake), and fails t if it cannot.
+func Topology(t testing.TB, adm *kadm.Client, prefix string, partitions int32) topology.Names {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	o := topology.DefaultOptions()
+	o.Prefix, o.Partitions = prefix, partitions
+	plan, err := topology.MakePlan(ctx, adm, topology.Declare(o), topology.PlanOptions{Local: true})
+	if err == nil {
+		err = topology.Apply(ctx, adm, plan)
+	}
+	if err != nil {
+		t.Fatalf("topology %s: %v", prefix, err)
+	}
+	return topology.NamesFor(prefix)
+}
