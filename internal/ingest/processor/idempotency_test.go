@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/cqrs-ledger/ledger/internal/audit"
@@ -16,7 +15,6 @@ import (
 	"github.com/cqrs-ledger/ledger/internal/domain"
 	"github.com/cqrs-ledger/ledger/internal/ingest/processor"
 	"github.com/cqrs-ledger/ledger/internal/kafkax"
-	"github.com/cqrs-ledger/ledger/internal/testenv"
 )
 
 // answer is one command result as a waiter sees it.
@@ -185,19 +183,9 @@ func TestRepeatSurvivesCompaction(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*waitTimeout)
 	defer cancel()
 	// Compact command-results as soon as possible.
-	adm := kadm.NewClient(testenv.KafkaClient(t))
-	set := func(k, v string) kadm.AlterConfig { return kadm.AlterConfig{Op: kadm.SetConfig, Name: k, Value: &v} }
-	resps, err := adm.AlterTopicConfigs(ctx, []kadm.AlterConfig{
-		set("segment.ms", "500"), set("min.cleanable.dirty.ratio", "0.001"), set("min.compaction.lag.ms", "0"),
-	}, e.names.Results)
-	if err == nil {
-		for _, r := range resps {
-			err = r.Err
-		}
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	e.setTopicConfigs(ctx, e.names.Results, map[string]string{
+		"segment.ms": "500", "min.cleanable.dirty.ratio": "0.001", "min.compaction.lag.ms": "0",
+	})
 
 	p := e.start("a")
 	acc := "compact-1"

@@ -2,6 +2,7 @@ package processor_test
 
 import (
 	"context"
+	"errors"
 	"math/rand/v2"
 	"strconv"
 	"strings"
@@ -304,26 +305,7 @@ func TestTopicRecordLimits(t *testing.T) {
 	const limit = 1_000
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	adm := kadm.NewClient(testenv.KafkaClient(t))
-	v := strconv.Itoa(limit)
-	alter := []kadm.AlterConfig{{Op: kadm.SetConfig, Name: "max.message.bytes", Value: &v}}
-	if _, err := adm.AlterTopicConfigs(ctx, alter, e.names.Events); err != nil {
-		t.Fatal(err)
-	}
-	for { // brokers apply config changes asynchronously
-		rcs, err := adm.DescribeTopicConfigs(ctx, e.names.Events)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if c, err := rcs.On(e.names.Events, nil); err == nil && c.Err == nil && configValue(c.Configs, "max.message.bytes") == v {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatal("max.message.bytes not applied")
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
+	e.setTopicConfigs(ctx, e.names.Events, map[string]string{"max.message.bytes": strconv.Itoa(limit)})
 
 	// Random references: the broker checks the compressed batch, and
 	// repeated letters would compress below any limit.
@@ -355,6 +337,48 @@ func TestTopicRecordLimits(t *testing.T) {
 	dlq := e.reader(e.names.DLQ).until("1 DLQ record", func(rs []*kgo.Record) bool { return len(rs) >= 1 })
 	if reason := headerOf(dlq[0], processor.HeaderError); !strings.Contains(reason, "over the 1000-byte record limit of "+e.names.Events) {
 		t.Errorf("DLQ reason %q", reason)
+	}
+}
+
+// setTopicConfigs sets configs of topic and waits until the broker, which
+// applies config changes asynchronously, reports every one of them.
+func (e *env) setTopicConfigs(ctx context.Context, topic string, configs map[string]string) {
+	e.t.Helper()
+	adm := kadm.NewClient(testenv.KafkaClient(e.t))
+	var alter []kadm.AlterConfig
+	for k, v := range configs {
+		alter = append(alter, kadm.AlterConfig{Op: kadm.SetConfig, Name: k, Value: &v})
+	}
+	resps, err := adm.AlterTopicConfigs(ctx, alter, topic)
+	if err == nil {
+		for _, r := range resps {
+			err = errors.Join(err, r.Err)
+		}
+	}
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	for {
+		rcs, err := adm.DescribeTopicConfigs(ctx, topic)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		applied := 0
+		if c, err := rcs.On(topic, nil); err == nil && c.Err == nil {
+			for k, v := range configs {
+				if configValue(c.Configs, k) == v {
+					applied++
+				}
+			}
+		}
+		if applied == len(configs) {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			e.t.Fatalf("configs of %s not applied: %v", topic, configs)
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
 }
 
