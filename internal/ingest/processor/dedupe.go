@@ -178,22 +178,13 @@ func fingerprint(c domain.Command) [16]byte {
 		f.int(c.Amount)
 		f.str(c.Reference)
 	case *domain.TransferFunds:
-		f.str(c.TransferID)
-		f.str(c.FromAccountID)
-		f.str(c.ToAccountID)
-		f.int(c.Amount)
+		f.transfer(c.TransferID, c.FromAccountID, c.ToAccountID, c.Amount)
 		f.str(c.Reference)
 	case *domain.CreditTransfer:
-		f.str(c.TransferID)
-		f.str(c.FromAccountID)
-		f.str(c.ToAccountID)
-		f.int(c.Amount)
+		f.transfer(c.TransferID, c.FromAccountID, c.ToAccountID, c.Amount)
 		f.str(c.Currency)
 	case *domain.RefundTransfer:
-		f.str(c.TransferID)
-		f.str(c.FromAccountID)
-		f.str(c.ToAccountID)
-		f.int(c.Amount)
+		f.transfer(c.TransferID, c.FromAccountID, c.ToAccountID, c.Amount)
 		f.str(c.Currency)
 		f.str(c.Reason)
 	case *domain.CloseAccount:
@@ -214,6 +205,14 @@ func (f *fingerprinter) str(s string) {
 }
 
 func (f *fingerprinter) int(v int64) { f.b = binary.AppendVarint(f.b, v) }
+
+// transfer appends the fields every transfer-family command starts with.
+func (f *fingerprinter) transfer(id, from, to string, amount int64) {
+	f.str(id)
+	f.str(from)
+	f.str(to)
+	f.int(amount)
+}
 
 // index maps command ids to their first outcomes, in two id spaces: ids of
 // upstream commands and ids of saga commands (which the processor makes
