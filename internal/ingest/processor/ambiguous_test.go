@@ -16,9 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
-	"github.com/cqrs-ledger/ledger/internal/audit"
 	"github.com/cqrs-ledger/ledger/internal/ingest/processor"
-	"github.com/cqrs-ledger/ledger/internal/kafkax"
 	"github.com/cqrs-ledger/ledger/internal/workload"
 )
 
@@ -65,20 +63,7 @@ func TestCommitAnsweredWithAnError(t *testing.T) {
 		case <-ctx.Done():
 			t.Fatal(ctx.Err())
 		}
-		if up, err := kafkax.CaughtUp(ctx, kcfg, kcfg.TopicPrefix+"processor", names.Commands); err != nil || !up {
-			continue
-		}
-		l, err := audit.ReadEvents(ctx, kcfg, names.Events)
-		if err != nil {
-			t.Fatal(err)
-		}
-		pending := 0
-		for _, tr := range l.Transfers {
-			if tr.Status() == "pending" {
-				pending++
-			}
-		}
-		if pending == 0 {
+		if k.settled(t, ctx) {
 			break
 		}
 	}

@@ -49,7 +49,6 @@ func TestExactlyOnceUnderInjectedFaults(t *testing.T) {
 		"events produce applied, error":      cluster.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: names.Events, Err: kerr.NotEnoughReplicasAfterAppend, Count: 3}),
 	}
 
-	group := kcfg.TopicPrefix + "processor"
 	restarts := 0
 	for {
 		p, err := processor.New(processor.Config{Kafka: kcfg, InstanceID: "f", Log: testLogger(t), MaxBatch: 100})
@@ -76,19 +75,7 @@ func TestExactlyOnceUnderInjectedFaults(t *testing.T) {
 			case <-ctx.Done():
 				t.Fatal(ctx.Err())
 			}
-			if up, err := kafkax.CaughtUp(ctx, kcfg, group, names.Commands); err == nil && up {
-				l, err := audit.ReadEvents(ctx, kcfg, names.Events)
-				if err != nil {
-					t.Fatal(err)
-				}
-				pending := 0
-				for _, tr := range l.Transfers {
-					if tr.Status() == "pending" {
-						pending++
-					}
-				}
-				settled = pending == 0
-			}
+			settled = k.settled(t, ctx)
 		}
 		stop()
 		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
@@ -133,6 +120,25 @@ func newKfakeLedger(t *testing.T, prefix string, partitions int32, opts ...kfake
 	t.Cleanup(k.cl.Close)
 	testenv.Topology(t, kadm.NewClient(k.cl), prefix, partitions)
 	return k
+}
+
+// settled reports whether the processor group (the default name) has
+// processed every command and no transfer is pending.
+func (k *kfakeLedger) settled(t *testing.T, ctx context.Context) bool {
+	t.Helper()
+	if up, err := kafkax.CaughtUp(ctx, k.kafka, k.kafka.TopicPrefix+processor.DefaultGroupSuffix, k.names.Commands); err != nil || !up {
+		return false
+	}
+	l, err := audit.ReadEvents(ctx, k.kafka, k.names.Events)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tr := range l.Transfers {
+		if tr.Status() == "pending" {
+			return false
+		}
+	}
+	return true
 }
 
 // checkExactlyOnce reads the events and results of k's ledger and fails t
