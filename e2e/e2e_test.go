@@ -99,6 +99,17 @@ func newStackAt(t testing.TB, brokers string, partitions int32) *stack {
 	return s
 }
 
+// storesEnv is the environment of binaries that use Redis and ClickHouse:
+// a key prefix and a database of the test's own.
+func storesEnv(t testing.TB) []string {
+	_, db := testenv.ClickHouseDB(t)
+	_, redisPrefix := testenv.RedisClient(t)
+	return []string{
+		"REDIS_ADDR=" + testenv.Redis(t), "REDIS_KEY_PREFIX=" + redisPrefix,
+		"CLICKHOUSE_ADDR=" + testenv.ClickHouse(t), "CLICKHOUSE_DATABASE=" + db,
+	}
+}
+
 // proc is a running binary.
 type proc struct {
 	name string

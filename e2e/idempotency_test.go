@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/cqrs-ledger/ledger/internal/kafkax"
-	"github.com/cqrs-ledger/ledger/internal/testenv"
 )
 
 // TestIdempotencyKeysOverHTTP reproduces, on the real stack over HTTP, the
@@ -24,12 +23,7 @@ import (
 // refused, and GET /v1/commands/{id} agrees with the gateway.
 func TestIdempotencyKeysOverHTTP(t *testing.T) {
 	s := newStack(t, 4)
-	_, db := testenv.ClickHouseDB(t)
-	_, redisPrefix := testenv.RedisClient(t)
-	env := []string{
-		"REDIS_ADDR=" + testenv.Redis(t), "REDIS_KEY_PREFIX=" + redisPrefix,
-		"CLICKHOUSE_ADDR=" + testenv.ClickHouse(t), "CLICKHOUSE_DATABASE=" + db,
-	}
+	env := storesEnv(t)
 	ingest := s.start("ingest", env, "serve")
 	projector := s.start("projector", env)
 	query := s.start("queryapi", env)

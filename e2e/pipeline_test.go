@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/cqrs-ledger/ledger/internal/loadgen"
-	"github.com/cqrs-ledger/ledger/internal/testenv"
 	"github.com/cqrs-ledger/ledger/internal/workload"
 )
 
@@ -21,14 +20,7 @@ import (
 // the model's totals per currency.
 func TestPipelineOverHTTP(t *testing.T) {
 	s := newStack(t, 4)
-	_, db := testenv.ClickHouseDB(t)
-	_, redisPrefix := testenv.RedisClient(t)
-	env := []string{
-		"REDIS_ADDR=" + testenv.Redis(t),
-		"REDIS_KEY_PREFIX=" + redisPrefix,
-		"CLICKHOUSE_ADDR=" + testenv.ClickHouse(t),
-		"CLICKHOUSE_DATABASE=" + db,
-	}
+	env := storesEnv(t)
 	ingest := s.start("ingest", env, "serve")
 	projector := s.start("projector", env)
 	query := s.start("queryapi", env)

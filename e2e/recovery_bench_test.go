@@ -10,8 +10,6 @@ import (
 	"slices"
 	"testing"
 	"time"
-
-	"github.com/cqrs-ledger/ledger/internal/testenv"
 )
 
 // BenchmarkRecovery measures how long the pipeline stalls when a processor
@@ -24,12 +22,7 @@ import (
 //	go test ./e2e -run '^$' -bench Recovery -benchtime 5x -timeout 20m
 func BenchmarkRecovery(b *testing.B) {
 	s := newStack(b, 4)
-	_, db := testenv.ClickHouseDB(b)
-	_, redisPrefix := testenv.RedisClient(b)
-	env := []string{
-		"REDIS_ADDR=" + testenv.Redis(b), "REDIS_KEY_PREFIX=" + redisPrefix,
-		"CLICKHOUSE_ADDR=" + testenv.ClickHouse(b), "CLICKHOUSE_DATABASE=" + db,
-	}
+	env := storesEnv(b)
 	ingestEnv := append(slices.Clone(env), "PROCESSOR_INSTANCE=recovery-ingest")
 	projEnv := append(slices.Clone(env), "PROJECTOR_INSTANCE=recovery-projector")
 	ingest := s.start("ingest", ingestEnv, "serve")
