@@ -12,7 +12,8 @@
 //   - account_balances: latest state per account, ReplacingMergeTree(version)
 //     ORDER BY account_id.
 //   - volume_hourly: per currency, hour and event type the count, volume
-//     (sum of |amount|) and net (sum of amount) of money events; a
+//     (sum of |amount|) and net (sum of amount) of money events in Int64, and
+//     the exact UInt64 parts of the inflow and outflow (see volumeSums); a
 //     SummingMergeTree fed by the materialized view volume_hourly_mv.
 //
 // Replacing and summing happen at merge time, so queries read with FINAL,

@@ -7,6 +7,7 @@ import (
 	"math"
 	"math/big"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -237,31 +238,79 @@ type Point struct {
 	Value int64     `json:"value"`
 }
 
-// metricExpr maps a metric name to its aggregate over volume_hourly. The
-// SQL comes from this table, never from the caller.
-//
-// Each expression yields three columns: the sum in whole billions, the rest
-// (joined exactly in Go, so that summing hours cannot wrap), and the number
-// of stored hourly rows that cannot be right: a negative volume means the
-// Int64 sum in volume_hourly itself wrapped (see the README's known gaps).
-var metricExpr = map[string]string{
-	"deposits":           volumeOf("FundsDeposited"),
-	"withdrawals":        volumeOf("FundsWithdrawn"),
-	"transfers":          volumeOf("TransferDebited"),
-	"transfers_credited": volumeOf("TransferCredited"),
-	"transfers_refunded": volumeOf("TransferRefunded"),
-	"net":                "toInt64(sum(intDiv(net, 1000000000))), toInt64(sum(net % 1000000000)), toUInt64(0)",
-	"deposit_count":      "toInt64(0), toInt64(sumIf(events, type = 'FundsDeposited')), toUInt64(0)",
-	"withdrawal_count":   "toInt64(0), toInt64(sumIf(events, type = 'FundsWithdrawn')), toUInt64(0)",
-	"transfer_count":     "toInt64(0), toInt64(sumIf(events, type = 'TransferDebited')), toUInt64(0)",
-	"events":             "toInt64(0), toInt64(sum(events)), toUInt64(0)",
+// metric is what one metric of TimeSeries sums over volume_hourly: the
+// rows of one event type (or all) and which part of their money.
+type metric struct {
+	typ  string // event type; "" = every type
+	kind int    // volumeMetric, netMetric or countMetric
 }
 
-// volumeOf is metricExpr's expression of the volume of one event type.
-func volumeOf(typ string) string {
-	cond := "type = '" + typ + "'"
-	return "toInt64(sumIf(intDiv(volume, 1000000000), " + cond + ")), toInt64(sumIf(volume % 1000000000, " + cond +
-		")), toUInt64(countIf(volume < 0 AND " + cond + "))"
+const (
+	volumeMetric = iota // inflow + outflow
+	netMetric           // inflow − outflow
+	countMetric         // events
+)
+
+// metrics maps a metric name to what it sums. The SQL is built from this
+// table, never from the caller.
+var metrics = map[string]metric{
+	"deposits":           {"FundsDeposited", volumeMetric},
+	"withdrawals":        {"FundsWithdrawn", volumeMetric},
+	"transfers":          {"TransferDebited", volumeMetric},
+	"transfers_credited": {"TransferCredited", volumeMetric},
+	"transfers_refunded": {"TransferRefunded", volumeMetric},
+	"net":                {"", netMetric},
+	"deposit_count":      {"FundsDeposited", countMetric},
+	"withdrawal_count":   {"FundsWithdrawn", countMetric},
+	"transfer_count":     {"TransferDebited", countMetric},
+	"events":             {"", countMetric},
+}
+
+// sql is the metric's five aggregates over volume_hourly: inflow_e9,
+// inflow_rest, outflow_e9, outflow_rest and events, all UInt64 sums that
+// are joined exactly in Go.
+func (m metric) sql() string {
+	cond := "1"
+	if m.typ != "" {
+		cond = "type = '" + m.typ + "'"
+	}
+	var cols []string
+	for _, c := range []string{"inflow_e9", "inflow_rest", "outflow_e9", "outflow_rest", "events"} {
+		cols = append(cols, "toUInt64(sumIf("+c+", "+cond+"))")
+	}
+	return strings.Join(cols, ", ")
+}
+
+// maxExactEvents is how many events one bucket may sum exactly: past it
+// the UInt64 sums of the _rest columns (each < 10⁹ per event) could wrap.
+const maxExactEvents = math.MaxUint64 / 1_000_000_000
+
+// value joins the five sums of sql into the metric's value.
+func (m metric) value(inE9, inRest, outE9, outRest, events uint64) (int64, error) {
+	if m.kind == countMetric {
+		if events > math.MaxInt64 {
+			return 0, ErrOverflow
+		}
+		return int64(events), nil
+	}
+	if events > maxExactEvents {
+		return 0, fmt.Errorf("%w (more than %d events in one bucket)", ErrOverflow, uint64(maxExactEvents))
+	}
+	billion := big.NewInt(1_000_000_000)
+	part := func(e9, rest uint64) *big.Int {
+		v := new(big.Int).Mul(new(big.Int).SetUint64(e9), billion)
+		return v.Add(v, new(big.Int).SetUint64(rest))
+	}
+	in, out := part(inE9, inRest), part(outE9, outRest)
+	if m.kind == netMetric {
+		in.Sub(in, out)
+	} else {
+		in.Add(in, out)
+	}
+	if !in.IsInt64() {
+		return 0, ErrOverflow
+	}
+	return in.Int64(), nil
 }
 
 // Metrics lists the metric names TimeSeries accepts.
@@ -276,7 +325,7 @@ func Metrics() []string {
 // table. from is rounded down to its hour. Buckets without money movement
 // are absent. Money metrics need a currency; counts accept "" for all.
 func (v *View) TimeSeries(ctx context.Context, metric string, interval time.Duration, from, to time.Time, currency string) ([]Point, error) {
-	expr, ok := metricExpr[metric]
+	m, ok := metrics[metric]
 	if !ok {
 		return nil, invalid("metric %q: want one of %v", metric, Metrics())
 	}
@@ -286,12 +335,11 @@ func (v *View) TimeSeries(ctx context.Context, metric string, interval time.Dura
 	if from.IsZero() || to.IsZero() || !from.Before(to) {
 		return nil, invalid("want from < to")
 	}
-	isCount := metric == "events" || metric == "deposit_count" || metric == "withdrawal_count" || metric == "transfer_count"
-	if currency == "" && !isCount {
+	if currency == "" && m.kind != countMetric {
 		return nil, invalid("metric %q needs a currency", metric)
 	}
 	sec := int64(interval / time.Second)
-	q := `SELECT toInt64(intDiv(toUInt32(hour), ?) * ?) AS bucket, ` + expr + `
+	q := `SELECT toInt64(intDiv(toUInt32(hour), ?) * ?) AS bucket, ` + m.sql() + `
 FROM ` + v.d.q(v.t.volume) + `
 WHERE hour >= toDateTime(?) AND hour < toDateTime(?) AND (? = '' OR currency = ?)
 GROUP BY bucket
@@ -305,16 +353,12 @@ ORDER BY bucket`
 	for rs.Next() {
 		var bucket int64
 		var p Point
-		var hi, lo int64
-		var wrapped uint64
-		if err := rs.Scan(&bucket, &hi, &lo, &wrapped); err != nil {
+		var sums [5]uint64
+		if err := rs.Scan(&bucket, &sums[0], &sums[1], &sums[2], &sums[3], &sums[4]); err != nil {
 			return nil, fmt.Errorf("clickhouse: time series: %w", err)
 		}
 		var err error
-		if p.Value, err = joinSum(hi, lo, 1); err == nil && wrapped > 0 {
-			err = fmt.Errorf("%w (an hourly total in %s wrapped)", ErrOverflow, v.t.volume)
-		}
-		if err != nil {
+		if p.Value, err = m.value(sums[0], sums[1], sums[2], sums[3], sums[4]); err != nil {
 			return nil, fmt.Errorf("clickhouse: time series %s at %s: %w", metric, time.Unix(bucket, 0).UTC().Format(time.RFC3339), err)
 		}
 		p.Time = time.Unix(bucket, 0).UTC()

@@ -204,27 +204,57 @@ ORDER BY (aggregate_id, version)`,
     updated_at_ms Int64
 ) ENGINE = ` + d.engine("ReplacingMergeTree", "version", t.balances) + `
 ORDER BY account_id`,
-		"CREATE TABLE IF NOT EXISTS " + d.q(t.volume) + on + ` (
+		d.volumeTable(t.volume),
+		d.volumeView(t),
+	}
+}
+
+// volumeSums are the columns the hourly SummingMergeTree sums.
+//
+// volume and net are Int64 and wrap past 2^63 minor units in one hour (they
+// stay for dashboards written against them). The exact figures are the four
+// UInt64 columns: inflow = inflow_e9 × 10⁹ + inflow_rest (the sum of the
+// positive amounts) and outflow likewise (of the negative ones, as a positive
+// number). Every event adds at most MaxAmount/10⁹ to an _e9 column and less
+// than 10⁹ to a _rest column, so neither can wrap before 1.8 × 10¹⁰ events
+// in one hour, currency and type (TimeSeries refuses to answer past that).
+var volumeSums = []string{"events", "volume", "net", "inflow_e9", "inflow_rest", "outflow_e9", "outflow_rest"}
+
+// volumeSelect is the hourly aggregate of ledger events, read from from:
+// the materialized view's query and the migration's backfill.
+func volumeSelect(from string) string {
+	return `SELECT currency, toStartOfHour(occurred_at) AS hour, type,
+    count() AS events, toInt64(sum(abs(amount))) AS volume, sum(amount) AS net,
+    toUInt64(sumIf(intDiv(amount, 1000000000), amount > 0)) AS inflow_e9,
+    toUInt64(sumIf(amount % 1000000000, amount > 0)) AS inflow_rest,
+    toUInt64(sumIf(intDiv(-amount, 1000000000), amount < 0)) AS outflow_e9,
+    toUInt64(sumIf((-amount) % 1000000000, amount < 0)) AS outflow_rest
+FROM ` + from + `
+WHERE amount != 0
+GROUP BY currency, hour, type`
+}
+
+// volumeTable is the DDL of the hourly volume table called name.
+func (d ddl) volumeTable(name string) string {
+	return "CREATE TABLE IF NOT EXISTS " + d.q(name) + d.onCluster() + ` (
     currency String,
     hour DateTime('UTC'),
     type String,
     events UInt64,
     volume Int64,
-    net Int64
-) ENGINE = ` + d.engine("SummingMergeTree", "(events, volume, net)", t.volume) + `
+    net Int64,
+    inflow_e9 UInt64,
+    inflow_rest UInt64,
+    outflow_e9 UInt64,
+    outflow_rest UInt64
+) ENGINE = ` + d.engine("SummingMergeTree", "("+strings.Join(volumeSums, ", ")+")", name) + `
 PARTITION BY toYYYYMM(hour)
-ORDER BY (currency, hour, type)`,
-		d.volumeView(t),
-	}
+ORDER BY (currency, hour, type)`
 }
 
 func (d ddl) volumeView(t tables) string {
-	return "CREATE MATERIALIZED VIEW IF NOT EXISTS " + d.q(t.volumeMV) + d.onCluster() + " TO " + d.q(t.volume) + ` AS
-SELECT currency, toStartOfHour(occurred_at) AS hour, type,
-    count() AS events, toInt64(sum(abs(amount))) AS volume, sum(amount) AS net
-FROM ` + d.q(t.events) + `
-WHERE amount != 0
-GROUP BY currency, hour, type`
+	return "CREATE MATERIALIZED VIEW IF NOT EXISTS " + d.q(t.volumeMV) + d.onCluster() + " TO " + d.q(t.volume) + " AS\n" +
+		volumeSelect(d.q(t.events))
 }
 
 // Migrate creates the tables of the generation in o if they do not exist.
@@ -233,12 +263,91 @@ func Migrate(ctx context.Context, conn driver.Conn, o Options) error {
 	if err := o.Validate(); err != nil {
 		return err
 	}
+	if err := migrateVolume(ctx, conn, o.withDefaults()); err != nil {
+		return err
+	}
 	for _, q := range Schema(o) {
 		if err := conn.Exec(ctx, q); err != nil {
 			return fmt.Errorf("clickhouse migrate: %s: %w", firstLine(q), err)
 		}
 	}
 	return nil
+}
+
+// migrateVolume brings an hourly volume table created before the exact
+// inflow/outflow columns to today's layout. A SummingMergeTree's summed
+// columns are fixed when it is created, so the table is rebuilt from
+// ledger_events (FINAL: one row per event) rather than altered:
+//
+//	drop the view → fill <volume>_next → rename <volume> to <volume>_v1 and
+//	_next to <volume> → recreate the view → drop <volume>_v1
+//
+// Each step is safe to run again after a crash. Events inserted into
+// ledger_events by another writer while the view is gone are not counted,
+// so stop the other ClickHouse projectors for the upgrade (the one that
+// migrates writes nothing before Migrate returns). On a cluster it refuses:
+// `projector rebuild --view clickhouse` builds the new layout there.
+func migrateVolume(ctx context.Context, conn driver.Conn, o Options) error {
+	d := ddl{o}
+	t := tablesOf(o.Generation)
+	next, old := t.volume+"_next", t.volume+"_v1"
+	cols, err := columnsOf(ctx, conn, o.Database, t.volume)
+	if err != nil {
+		return fmt.Errorf("clickhouse migrate: columns of %s: %w", t.volume, err)
+	}
+	if len(cols) == 0 || cols["inflow_e9"] {
+		// Absent (Schema creates it) or already migrated; a crash may
+		// have left the previous table behind.
+		if err := conn.Exec(ctx, "DROP TABLE IF EXISTS "+d.q(old)+d.onCluster()); err != nil {
+			return fmt.Errorf("clickhouse migrate: drop %s: %w", old, err)
+		}
+		return nil
+	}
+	if o.Cluster != "" {
+		return fmt.Errorf("clickhouse migrate: %s predates the exact inflow/outflow columns; on a cluster run `projector rebuild --view clickhouse` to build the new layout", t.volume)
+	}
+	stmts := []string{
+		"DROP TABLE IF EXISTS " + d.q(t.volumeMV),
+		"DROP TABLE IF EXISTS " + d.q(next),
+		d.volumeTable(next),
+		"INSERT INTO " + d.q(next) + " (currency, hour, type, " + strings.Join(volumeSums, ", ") + ")\n" +
+			volumeSelect(d.q(t.events)+" FINAL"),
+		"DROP TABLE IF EXISTS " + d.q(old),
+		"RENAME TABLE " + d.q(t.volume) + " TO " + d.q(old) + ", " + d.q(next) + " TO " + d.q(t.volume),
+		d.volumeView(t),
+		"DROP TABLE " + d.q(old),
+	}
+	for _, q := range stmts {
+		if err := conn.Exec(ctx, q); err != nil {
+			return fmt.Errorf("clickhouse migrate %s: %s: %w", t.volume, firstLine(q), err)
+		}
+	}
+	return nil
+}
+
+// columnsOf returns the column names of table in database db ("" =
+// current); none when the table does not exist.
+func columnsOf(ctx context.Context, conn driver.Conn, db, table string) (map[string]bool, error) {
+	q := "SELECT name FROM system.columns WHERE database = currentDatabase() AND table = ?"
+	args := []any{table}
+	if db != "" {
+		q = "SELECT name FROM system.columns WHERE database = ? AND table = ?"
+		args = []any{db, table}
+	}
+	rows, err := conn.Query(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	cols := map[string]bool{}
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			return nil, err
+		}
+		cols[n] = true
+	}
+	return cols, rows.Err()
 }
 
 func firstLine(s string) string {

@@ -75,7 +75,7 @@ func TestDDLClusterParts(t *testing.T) {
 		"ON CLUSTER c1",
 		"ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/ledger/ledger_events', '{replica}', version)",
 		"ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/ledger/account_balances', '{replica}', version)",
-		"ReplicatedSummingMergeTree('/clickhouse/tables/{shard}/ledger/volume_hourly', '{replica}', (events, volume, net))",
+		"ReplicatedSummingMergeTree('/clickhouse/tables/{shard}/ledger/volume_hourly', '{replica}', (events, volume, net, inflow_e9, inflow_rest, outflow_e9, outflow_rest))",
 	} {
 		if !strings.Contains(cluster, want) {
 			t.Errorf("cluster DDL lacks %q", want)

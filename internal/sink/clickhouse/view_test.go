@@ -138,6 +138,76 @@ func TestMigrateTwiceIsNoop(t *testing.T) {
 	}
 }
 
+// TestMigrateVolumeToExactColumns: a database made before volume_hourly
+// had its exact inflow/outflow columns (the DDL below is that release's)
+// is brought to today's layout by Migrate, with every stored hour carried
+// over and the view feeding the new table afterwards.
+func TestMigrateVolumeToExactColumns(t *testing.T) {
+	conn, db := testenv.ClickHouseDB(t)
+	ctx := ctxFor(t)
+	opts := Options{Database: db, BatchRows: 40}
+	old := []string{
+		Schema(opts)[0], Schema(opts)[1],
+		`CREATE TABLE ` + db + `.volume_hourly (currency String, hour DateTime('UTC'), type String,
+    events UInt64, volume Int64, net Int64)
+ENGINE = SummingMergeTree((events, volume, net)) PARTITION BY toYYYYMM(hour) ORDER BY (currency, hour, type)`,
+		`CREATE MATERIALIZED VIEW ` + db + `.volume_hourly_mv TO ` + db + `.volume_hourly AS
+SELECT currency, toStartOfHour(occurred_at) AS hour, type,
+    count() AS events, toInt64(sum(abs(amount))) AS volume, sum(amount) AS net
+FROM ` + db + `.ledger_events WHERE amount != 0 GROUP BY currency, hour, type`,
+	}
+	for _, q := range old {
+		if err := conn.Exec(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h := generate(t, 7, "mig-", 10, 400)
+	batches := h.batches(37)
+	half := len(batches) / 2
+	v, err := NewView(conn, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	applyAll(t, v, batches[:half])
+
+	if err := Migrate(ctx, conn, opts); err != nil {
+		t.Fatalf("migrate: %v", err)
+	}
+	cols, err := columnsOf(ctx, conn, db, "volume_hourly")
+	if err != nil || !cols["outflow_rest"] {
+		t.Fatalf("volume_hourly columns after migrate: %v %v", cols, err)
+	}
+	if have, err := existing(ctx, conn, db, "volume_hourly_v1", "volume_hourly_next", "volume_hourly_mv"); err != nil || have["volume_hourly_v1"] || have["volume_hourly_next"] || !have["volume_hourly_mv"] {
+		t.Fatalf("tables after migrate: %v %v; want the view and no leftovers", have, err)
+	}
+	check := func(stage string) {
+		t.Helper()
+		for _, s := range summary(t, v, time.Time{}, time.Time{}) {
+			for metric, want := range map[string]int64{"deposits": s.Deposits, "withdrawals": s.Withdrawals,
+				"net": s.Deposits - s.Withdrawals - s.Transfers + s.TransfersCredited + s.TransfersRefunded} {
+				pts, err := v.TimeSeries(ctx, metric, 100*365*24*time.Hour, time.Unix(0, 0), time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC), s.Currency)
+				if err != nil {
+					t.Fatalf("%s: %s %s: %v", stage, s.Currency, metric, err)
+				}
+				var got int64
+				for _, p := range pts {
+					got += p.Value
+				}
+				if got != want {
+					t.Errorf("%s: %s %s from volume_hourly = %d, from ledger_events = %d", stage, s.Currency, metric, got, want)
+				}
+			}
+		}
+	}
+	check("migrated")
+	applyAll(t, v, batches[half:])
+	check("written after the migration")
+	if err := Migrate(ctx, conn, opts); err != nil {
+		t.Fatalf("migrate again: %v", err)
+	}
+	check("migrated twice")
+}
+
 func TestViewMatchesFoldAndRedeliveryIsNoop(t *testing.T) {
 	conn, opts, v := setup(t, 0)
 	h := generate(t, 1, "m-", 12, 500)
@@ -753,18 +823,73 @@ func TestSummaryDoesNotWrap(t *testing.T) {
 	if _, err := v.Summary(ctxFor(t), time.Time{}, time.Time{}); !errors.Is(err, ErrOverflow) {
 		t.Fatalf("summary of 10^19: %v, want ErrOverflow", err)
 	}
-	// The hourly series: exact while volume_hourly's rows are unmerged, and
-	// an error, not a wrapped number, whether they were merged (and wrapped
-	// in Int64) or not.
+	// The hourly series sums volume_hourly's exact inflow/outflow columns:
+	// 10^19 is an error, not a wrapped number, whether the hour's rows are
+	// merged or not.
+	series := func(metric string) (int64, error) {
+		t.Helper()
+		pts, err := v.TimeSeries(ctxFor(t), metric, time.Hour, at.Add(-time.Hour), at.Add(time.Hour), "EUR")
+		if err != nil {
+			return 0, err
+		}
+		if len(pts) != 1 {
+			t.Fatalf("%s: %v, want one bucket", metric, pts)
+		}
+		return pts[0].Value, nil
+	}
 	for _, merged := range []bool{false, true} {
 		if merged {
-			// Force the merge that sums the hour's rows in Int64 (and wraps).
+			// Force the merge that sums the hour's rows (and wraps the Int64
+			// volume column).
 			if err := conn.Exec(ctxFor(t), "OPTIMIZE TABLE "+opts.Database+".volume_hourly FINAL"); err != nil {
 				t.Fatal(err)
 			}
 		}
-		if pts, err := v.TimeSeries(ctxFor(t), "deposits", time.Hour, at.Add(-time.Hour), at.Add(time.Hour), "EUR"); !errors.Is(err, ErrOverflow) {
-			t.Fatalf("time series of 10^19 (merged: %v): %v %v, want ErrOverflow", merged, pts, err)
+		for _, m := range []string{"deposits", "net"} {
+			if got, err := series(m); !errors.Is(err, ErrOverflow) {
+				t.Fatalf("%s of 10^19 (merged: %v): %d %v, want ErrOverflow", m, merged, got, err)
+			}
 		}
+	}
+	// What an Int64 sum cannot see: 8,447 more deposits take the hour's
+	// volume just past 2^64, where it wraps back to a positive number.
+	batch = batch[:0]
+	for i := range 8_447 {
+		batch = append(batch, ev("big", int64(10_001+i), domain.MaxAmount))
+	}
+	applyAll(t, v, [][]projection.Event{batch})
+	if err := conn.Exec(ctxFor(t), "OPTIMIZE TABLE "+opts.Database+".volume_hourly FINAL"); err != nil {
+		t.Fatal(err)
+	}
+	var wrapped int64
+	if err := conn.QueryRow(ctxFor(t), "SELECT sumIf(volume, type = 'FundsDeposited') FROM "+opts.Database+".volume_hourly").Scan(&wrapped); err != nil {
+		t.Fatal(err)
+	}
+	if wrapped < 0 {
+		t.Fatalf("the Int64 volume column is %d; this test wants it wrapped past 2^64 back to a positive number", wrapped)
+	}
+	if got, err := series("deposits"); !errors.Is(err, ErrOverflow) {
+		t.Fatalf("deposits of 1.8447*10^19 (Int64 column wrapped to %d): %d %v, want ErrOverflow", wrapped, got, err)
+	}
+	// Withdrawals of the same size leave a net that fits: exact, although
+	// inflow and outflow are each far beyond int64.
+	wd := func(ver int64, amount int64) projection.Event {
+		id := fmt.Sprint("big/", ver)
+		return projection.Event{AggregateID: "big", Version: ver, EventID: id, OccurredAt: at,
+			Value: &codec.FundsWithdrawn{EventID: id, AggregateID: "big", Version: ver, CommandID: "c", OccurredAt: at,
+				Amount: amount, Currency: "EUR"}}
+	}
+	batch = batch[:0]
+	for i := range 18_447 {
+		amount := domain.MaxAmount
+		if i == 0 {
+			amount -= 12_345 // the whole net
+		}
+		batch = append(batch, wd(int64(18_448+i), amount))
+	}
+	applyAll(t, v, [][]projection.Event{batch})
+	wantNet := 9*domain.MaxAmount + 12_345
+	if got, err := series("net"); err != nil || got != wantNet {
+		t.Fatalf("net: %d %v, want %d", got, err, wantNet)
 	}
 }

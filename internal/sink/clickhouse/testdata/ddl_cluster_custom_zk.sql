@@ -44,14 +44,22 @@ CREATE TABLE IF NOT EXISTS ledger.volume_hourly ON CLUSTER c1 (
     type String,
     events UInt64,
     volume Int64,
-    net Int64
-) ENGINE = ReplicatedSummingMergeTree('/ch/{shard}/ledger/volume_hourly', '{replica}', (events, volume, net))
+    net Int64,
+    inflow_e9 UInt64,
+    inflow_rest UInt64,
+    outflow_e9 UInt64,
+    outflow_rest UInt64
+) ENGINE = ReplicatedSummingMergeTree('/ch/{shard}/ledger/volume_hourly', '{replica}', (events, volume, net, inflow_e9, inflow_rest, outflow_e9, outflow_rest))
 PARTITION BY toYYYYMM(hour)
 ORDER BY (currency, hour, type);
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS ledger.volume_hourly_mv ON CLUSTER c1 TO ledger.volume_hourly AS
 SELECT currency, toStartOfHour(occurred_at) AS hour, type,
-    count() AS events, toInt64(sum(abs(amount))) AS volume, sum(amount) AS net
+    count() AS events, toInt64(sum(abs(amount))) AS volume, sum(amount) AS net,
+    toUInt64(sumIf(intDiv(amount, 1000000000), amount > 0)) AS inflow_e9,
+    toUInt64(sumIf(amount % 1000000000, amount > 0)) AS inflow_rest,
+    toUInt64(sumIf(intDiv(-amount, 1000000000), amount < 0)) AS outflow_e9,
+    toUInt64(sumIf((-amount) % 1000000000, amount < 0)) AS outflow_rest
 FROM ledger.ledger_events
 WHERE amount != 0
 GROUP BY currency, hour, type;
@@ -102,14 +110,22 @@ CREATE TABLE IF NOT EXISTS ledger.volume_hourly_g2 ON CLUSTER c1 (
     type String,
     events UInt64,
     volume Int64,
-    net Int64
-) ENGINE = ReplicatedSummingMergeTree('/ch/{shard}/ledger/volume_hourly_g2', '{replica}', (events, volume, net))
+    net Int64,
+    inflow_e9 UInt64,
+    inflow_rest UInt64,
+    outflow_e9 UInt64,
+    outflow_rest UInt64
+) ENGINE = ReplicatedSummingMergeTree('/ch/{shard}/ledger/volume_hourly_g2', '{replica}', (events, volume, net, inflow_e9, inflow_rest, outflow_e9, outflow_rest))
 PARTITION BY toYYYYMM(hour)
 ORDER BY (currency, hour, type);
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS ledger.volume_hourly_mv_g2 ON CLUSTER c1 TO ledger.volume_hourly_g2 AS
 SELECT currency, toStartOfHour(occurred_at) AS hour, type,
-    count() AS events, toInt64(sum(abs(amount))) AS volume, sum(amount) AS net
+    count() AS events, toInt64(sum(abs(amount))) AS volume, sum(amount) AS net,
+    toUInt64(sumIf(intDiv(amount, 1000000000), amount > 0)) AS inflow_e9,
+    toUInt64(sumIf(amount % 1000000000, amount > 0)) AS inflow_rest,
+    toUInt64(sumIf(intDiv(-amount, 1000000000), amount < 0)) AS outflow_e9,
+    toUInt64(sumIf((-amount) % 1000000000, amount < 0)) AS outflow_rest
 FROM ledger.ledger_events_g2
 WHERE amount != 0
 GROUP BY currency, hour, type;
@@ -129,7 +145,11 @@ RENAME TABLE ledger.ledger_events TO ledger.ledger_events_old, ledger.ledger_eve
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS ledger.volume_hourly_mv ON CLUSTER c1 TO ledger.volume_hourly AS
 SELECT currency, toStartOfHour(occurred_at) AS hour, type,
-    count() AS events, toInt64(sum(abs(amount))) AS volume, sum(amount) AS net
+    count() AS events, toInt64(sum(abs(amount))) AS volume, sum(amount) AS net,
+    toUInt64(sumIf(intDiv(amount, 1000000000), amount > 0)) AS inflow_e9,
+    toUInt64(sumIf(amount % 1000000000, amount > 0)) AS inflow_rest,
+    toUInt64(sumIf(intDiv(-amount, 1000000000), amount < 0)) AS outflow_e9,
+    toUInt64(sumIf((-amount) % 1000000000, amount < 0)) AS outflow_rest
 FROM ledger.ledger_events
 WHERE amount != 0
 GROUP BY currency, hour, type;
@@ -155,7 +175,11 @@ RENAME TABLE ledger.ledger_events_g2 TO ledger.ledger_events, ledger.account_bal
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS ledger.volume_hourly_mv ON CLUSTER c1 TO ledger.volume_hourly AS
 SELECT currency, toStartOfHour(occurred_at) AS hour, type,
-    count() AS events, toInt64(sum(abs(amount))) AS volume, sum(amount) AS net
+    count() AS events, toInt64(sum(abs(amount))) AS volume, sum(amount) AS net,
+    toUInt64(sumIf(intDiv(amount, 1000000000), amount > 0)) AS inflow_e9,
+    toUInt64(sumIf(amount % 1000000000, amount > 0)) AS inflow_rest,
+    toUInt64(sumIf(intDiv(-amount, 1000000000), amount < 0)) AS outflow_e9,
+    toUInt64(sumIf((-amount) % 1000000000, amount < 0)) AS outflow_rest
 FROM ledger.ledger_events
 WHERE amount != 0
 GROUP BY currency, hour, type;
