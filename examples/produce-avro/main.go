@@ -8,7 +8,7 @@
 //
 //	key     the aggregate (account) id, UTF-8 bytes
 //	value   Avro single-object encoding: C3 01, the 8-byte little-endian
-//	        CRC-64-AVRO fingerprint of the writer schema's canonical form,
+//	        CRC-64-AVRO fingerprint of the writer schema's Parsing Canonical Form,
 //	        then the Avro binary body
 //	header  "type" = the schema's full name, e.g. ledger.commands.OpenAccount
 //
@@ -19,6 +19,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -147,12 +148,19 @@ func record(file, key string, v any) (*kgo.Record, error) {
 		return nil, fmt.Errorf("encode %s: %w", file, err)
 	}
 
-	// Single-object encoding, by hand so that every step is visible.
-	// (hamba/avro's soe.BuildHeader(schema) returns the same 10 bytes.)
-	// schema.String() is the Parsing Canonical Form.
+	// Single-object encoding, by hand so that every step is visible. The
+	// fingerprint is of the schema's Parsing Canonical Form (Avro
+	// specification), which Java's BinaryMessageEncoder and fastavro write
+	// too. hamba/avro's schema.String() and its soe package keep
+	// "logicalType" attributes, which that form strips, so the canonical
+	// form is taken from a copy of the schema parsed without them.
+	pcf, err := parsingCanonicalForm(avsc)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", file, err)
+	}
 	value := make([]byte, 10, 10+len(body))
 	value[0], value[1] = 0xC3, 0x01
-	binary.LittleEndian.PutUint64(value[2:], crc64Avro([]byte(schema.String())))
+	binary.LittleEndian.PutUint64(value[2:], crc64Avro([]byte(pcf)))
 	value = append(value, body...)
 
 	return &kgo.Record{
@@ -160,6 +168,42 @@ func record(file, key string, v any) (*kgo.Record, error) {
 		Value:   value,
 		Headers: []kgo.RecordHeader{{Key: "type", Value: []byte(schema.(avro.NamedSchema).FullName())}},
 	}, nil
+}
+
+// parsingCanonicalForm returns the Avro specification's Parsing Canonical
+// Form of the schema in avsc: hamba/avro's canonical form of the schema
+// without its logicalType attributes.
+func parsingCanonicalForm(avsc []byte) (string, error) {
+	var v any
+	dec := json.NewDecoder(bytes.NewReader(avsc))
+	dec.UseNumber()
+	if err := dec.Decode(&v); err != nil {
+		return "", err
+	}
+	var strip func(any)
+	strip = func(v any) {
+		switch x := v.(type) {
+		case map[string]any:
+			delete(x, "logicalType")
+			for _, e := range x {
+				strip(e)
+			}
+		case []any:
+			for _, e := range x {
+				strip(e)
+			}
+		}
+	}
+	strip(v)
+	plain, err := json.Marshal(v)
+	if err != nil {
+		return "", err
+	}
+	s, err := avro.ParseBytesWithCache(plain, "", &avro.SchemaCache{})
+	if err != nil {
+		return "", err
+	}
+	return s.String(), nil
 }
 
 // crc64Avro is the Rabin fingerprint the Avro specification calls

@@ -1,6 +1,8 @@
 package codec
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -29,7 +31,8 @@ const (
 )
 
 // Catalog knows every schema in schemas/ (current and history) by CRC-64-AVRO
-// fingerprint. It encodes with the current schema of a record's full name and decodes
+// fingerprint of its Parsing Canonical Form, and by the legacy fingerprint the ledger
+// wrote before it followed the specification (see legacyFingerprint). It encodes with the current schema of a record's full name and decodes
 // any known writer schema into the generated Go type, resolving older versions to the
 // current one. It is immutable after NewCatalog and safe for concurrent use.
 type Catalog struct {
@@ -183,7 +186,13 @@ func (c *Catalog) addCurrent(source, file string) error {
 	c.current[name] = cur
 	c.byGoType[typ.ptr] = cur
 	c.byGoType[typ.value] = cur
-	c.writers[fp] = &writerSchema{name: name, source: source, read: s, plan: p, typ: typ}
+	ws := &writerSchema{name: name, source: source, read: s, plan: p, typ: typ}
+	c.writers[fp] = ws
+	legacy, err := legacyFingerprint(s)
+	if err != nil {
+		return fmt.Errorf("codec: %s: %w", source, err)
+	}
+	c.writers[legacy] = ws
 	return nil
 }
 
@@ -194,13 +203,19 @@ func (c *Catalog) addWriter(compat *avro.SchemaCompatibility, source string, dat
 	if err != nil {
 		return fmt.Errorf("codec: %s: %w", source, err)
 	}
+	legacy, err := legacyFingerprint(s)
+	if err != nil {
+		return fmt.Errorf("codec: %s: %w", source, err)
+	}
 	if file != "" {
-		if want := historyFileName(name, fp); file != want {
+		if want := historyFileName(name, fp); file != want && file != historyFileName(name, legacy) {
 			return fmt.Errorf("codec: %s: content is %s, so the file must be named %s", source, name, want)
 		}
 	}
-	if _, known := c.writers[fp]; known {
-		return nil // same canonical form as a current or earlier writer schema
+	_, knownSpec := c.writers[fp]
+	_, knownLegacy := c.writers[legacy]
+	if knownSpec && knownLegacy {
+		return nil // same canonical forms as a current or earlier writer schema
 	}
 	cur, ok := c.current[name]
 	if !ok {
@@ -214,13 +229,21 @@ func (c *Catalog) addWriter(compat *avro.SchemaCompatibility, source string, dat
 	if err != nil {
 		return fmt.Errorf("codec: %s: %w", source, err)
 	}
-	c.writers[fp] = &writerSchema{name: name, source: source, read: read, plan: p, typ: cur.typ}
+	ws := &writerSchema{name: name, source: source, read: read, plan: p, typ: cur.typ}
+	for _, f := range [][8]byte{fp, legacy} {
+		if _, known := c.writers[f]; !known {
+			c.writers[f] = ws
+		}
+	}
 	return nil
 }
 
-// parseSchema parses one self-contained .avsc. A private cache keeps older versions
-// of a name out of hamba's process-wide DefaultSchemaCache, where the generated types
-// registered the current ones.
+// parseSchema parses one self-contained .avsc and returns its fingerprint per the
+// Avro specification: CRC-64-AVRO of its Parsing Canonical Form, the 8 header bytes
+// that Java's BinaryMessageEncoder, fastavro and every other standard single-object
+// encoder write. A private cache keeps older versions of a name out of hamba's
+// process-wide DefaultSchemaCache, where the generated types registered the current
+// ones.
 func parseSchema(data []byte) (avro.Schema, string, [8]byte, error) {
 	var fp [8]byte
 	s, err := avro.ParseBytesWithCache(data, "", &avro.SchemaCache{})
@@ -231,17 +254,76 @@ func parseSchema(data []byte) (avro.Schema, string, [8]byte, error) {
 	if !ok || s.Type() != avro.Record {
 		return nil, "", fp, fmt.Errorf("top-level schema is a %s, want a named record", s.Type())
 	}
-	f, err := soe.ComputeFingerprint(s)
+	fp, err = specFingerprint(data)
 	if err != nil {
 		return nil, "", fp, err
 	}
-	copy(fp[:], f)
 	return s, named.FullName(), fp, nil
+}
+
+// specFingerprint is the fingerprint of the Parsing Canonical Form of the schema in
+// data. hamba/avro's canonical form follows the specification except that it keeps
+// "logicalType" attributes, which [STRIP] removes; the schema is therefore parsed
+// again without them (the rest of a logical type, such as a decimal's precision, is
+// dropped from hamba's form along with it).
+func specFingerprint(data []byte) ([8]byte, error) {
+	var fp [8]byte
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber() // defaults are parsed again, so keep their digits
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return fp, err
+	}
+	stripped, err := json.Marshal(stripLogicalTypes(v))
+	if err != nil {
+		return fp, err
+	}
+	s, err := avro.ParseBytesWithCache(stripped, "", &avro.SchemaCache{})
+	if err != nil {
+		return fp, fmt.Errorf("without logical types: %w", err)
+	}
+	f, err := soe.ComputeFingerprint(s)
+	if err != nil {
+		return fp, err
+	}
+	copy(fp[:], f)
+	return fp, nil
+}
+
+func stripLogicalTypes(v any) any {
+	switch x := v.(type) {
+	case map[string]any:
+		delete(x, "logicalType")
+		for k, e := range x {
+			x[k] = stripLogicalTypes(e)
+		}
+	case []any:
+		for i, e := range x {
+			x[i] = stripLogicalTypes(e)
+		}
+	}
+	return v
+}
+
+// legacyFingerprint is the fingerprint this package wrote before it followed the
+// specification (hamba/avro's canonical form, which keeps logicalType). Records
+// already on the topics carry it, so every schema is known by it too, for ever.
+func legacyFingerprint(s avro.Schema) ([8]byte, error) {
+	var fp [8]byte
+	f, err := soe.ComputeFingerprint(s)
+	if err != nil {
+		return fp, err
+	}
+	copy(fp[:], f)
+	return fp, nil
 }
 
 // historyFileName is the name of the schemas/history file that records the schema
 // fullName with the given SOE fingerprint: "<full name>.<16 hex digits>.avsc", the hex
-// being the fingerprint bytes as they appear in a record's header.
+// being the fingerprint bytes as they appear in a record's header. A version released
+// before the ledger used the specification's fingerprints has a second file named by
+// its legacy fingerprint, so that any reader can find it by the fingerprint in the
+// header of the records written with it.
 func historyFileName(fullName string, fingerprint [8]byte) string {
 	return fmt.Sprintf("%s.%x.avsc", fullName, fingerprint[:])
 }
@@ -391,6 +473,16 @@ func (c *Catalog) Schema(fullName string) (avro.Schema, bool) {
 		return nil, false
 	}
 	return cur.schema, true
+}
+
+// Fingerprint returns the 8 header bytes under which records of a full name are
+// written: CRC-64-AVRO of the current schema's Parsing Canonical Form, little-endian.
+func (c *Catalog) Fingerprint(fullName string) ([8]byte, bool) {
+	cur, ok := c.current[fullName]
+	if !ok {
+		return [8]byte{}, false
+	}
+	return [8]byte(cur.header[2:]), true
 }
 
 // Names returns the sorted full names of the current schemas; the slice is the

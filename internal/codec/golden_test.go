@@ -75,10 +75,19 @@ func goTypeOf(v any) *goType {
 
 func goldenPath(name string) string { return filepath.Join(goldenDir, name+".hex") }
 
+// legacyGoldenDir holds the golden files as this package wrote them before it used
+// the specification's fingerprints: the same bodies under the legacy headers.
+const legacyGoldenDir = goldenDir + "/legacy"
+
 // readGolden parses a hex.Dump file back into bytes.
 func readGolden(t testing.TB, name string) []byte {
 	t.Helper()
-	text, err := os.ReadFile(goldenPath(name))
+	return readHexDump(t, goldenPath(name))
+}
+
+func readHexDump(t testing.TB, path string) []byte {
+	t.Helper()
+	text, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,7 +100,7 @@ func readGolden(t testing.TB, name string) []byte {
 			}
 			b, err := hex.DecodeString(f)
 			if err != nil || len(b) != 1 {
-				t.Fatalf("%s: bad hex dump line %q", goldenPath(name), line)
+				t.Fatalf("%s: bad hex dump line %q", path, line)
 			}
 			out = append(out, b[0])
 		}
@@ -153,6 +162,33 @@ func TestGolden(t *testing.T) {
 		if !seen[strings.TrimSuffix(filepath.Base(f), ".hex")] {
 			t.Errorf("%s belongs to no current schema: delete it", f)
 		}
+	}
+}
+
+// TestLegacyGoldenStillDecodes: records written before the ledger used the
+// specification's fingerprints (the golden bytes of that release) decode to the same
+// values as today's, and differ from today's bytes only in the fingerprint.
+func TestLegacyGoldenStillDecodes(t *testing.T) {
+	c := catalog(t)
+	for _, v := range goldenValues() {
+		name := fullName(v)
+		t.Run(name, func(t *testing.T) {
+			old := readHexDump(t, filepath.Join(legacyGoldenDir, name+".hex"))
+			got, err := c.Decode(old)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, v) {
+				t.Errorf("decoded legacy %s:\n got %+v\nwant %+v", name, got, v)
+			}
+			now, err := c.Encode(v)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(old[:2], now[:2]) || !bytes.Equal(old[headerLen:], now[headerLen:]) || bytes.Equal(old[2:headerLen], now[2:headerLen]) {
+				t.Errorf("legacy and current %s should differ in the fingerprint only:\n%x\n%x", name, old, now)
+			}
+		})
 	}
 }
 

@@ -77,7 +77,8 @@ func record(t *testing.T, topic, key, agg string, v any) *kgo.Record {
 // transactionally, and transactionally after an aborted transaction of
 // forged events that take the versions of the real ones (if any leaked
 // into a view, the real event would be a duplicate and the view wrong).
-func produceHistory(t *testing.T, e env, events []projection.Event) {
+// Each rewrite, if any, changes the i-th real record before it is produced.
+func produceHistory(t *testing.T, e env, events []projection.Event, rewrite ...func(i int, r *kgo.Record)) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -98,8 +99,12 @@ func produceHistory(t *testing.T, e env, events []projection.Event) {
 	for i, start := 0, 0; start < len(events); i, start = i+1, start+chunk {
 		var recs, forged []*kgo.Record
 		seen := map[string]bool{}
-		for _, ev := range events[start:min(start+chunk, len(events))] {
-			recs = append(recs, record(t, e.names.Events, ev.AggregateID+"/"+strconv.FormatInt(ev.Version, 10), ev.AggregateID, ev.Value))
+		for j, ev := range events[start:min(start+chunk, len(events))] {
+			r := record(t, e.names.Events, ev.AggregateID+"/"+strconv.FormatInt(ev.Version, 10), ev.AggregateID, ev.Value)
+			for _, f := range rewrite {
+				f(start+j, r)
+			}
+			recs = append(recs, r)
 			if !seen[ev.AggregateID] {
 				seen[ev.AggregateID] = true
 				f := &codec.FundsDeposited{EventID: "forged-" + ev.EventID, AggregateID: ev.AggregateID, Version: ev.Version,

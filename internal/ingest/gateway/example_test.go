@@ -79,6 +79,9 @@ func TestProduceAvroExample(t *testing.T) {
 		}
 		// docs/producing-commands.md: the fingerprint, as hex in header
 		// order, names the schema's file in schemas/history.
+		if fp, _ := codec.Default().Fingerprint(lines[i].Type); string(fp[:]) != string(rec.Value[2:10]) {
+			t.Errorf("record %d: fingerprint %x, want the specification's %x", i, rec.Value[2:10], fp)
+		}
 		history := filepath.Join("..", "..", "..", "schemas", "history", fmt.Sprintf("%s.%x.avsc", lines[i].Type, rec.Value[2:10]))
 		if _, err := os.Stat(history); err != nil {
 			t.Errorf("record %d: %v", i, err)
