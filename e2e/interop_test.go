@@ -333,4 +333,3 @@ func avroFields(v reflect.Value) any {
 	}
 	return fmt.Sprintf("unsupported %s", v.Kind())
 }
-
