@@ -16,6 +16,7 @@ import (
 	"github.com/peterbourgon/ff/v3/ffcli"
 	"github.com/twmb/franz-go/pkg/kadm"
 
+	"github.com/cqrs-ledger/ledger/internal/codec"
 	"github.com/cqrs-ledger/ledger/internal/config"
 	"github.com/cqrs-ledger/ledger/internal/ingest/gateway"
 	"github.com/cqrs-ledger/ledger/internal/ingest/processor"
@@ -41,6 +42,7 @@ func run(args []string) error {
 		roles    = struct{ gateway, processor bool }{true, true}
 		gwCfg    gateway.Config
 		procCfg  processor.Config
+		registry string
 	)
 	serveFS := flag.NewFlagSet("ingest serve", flag.ContinueOnError)
 	kafka.RegisterFlags(serveFS, "ledger-ingest")
@@ -51,6 +53,7 @@ func run(args []string) error {
 	serveFS.StringVar(&procCfg.InstanceID, "processor-instance", "", "unique id of this processor in its group, part of its transactional id; default <hostname>-<pid> (PROCESSOR_INSTANCE)")
 	serveFS.DurationVar(&procCfg.DedupeWindow, "dedupe-window", processor.DefaultDedupeWindow, "how long a command id is remembered; ≤ the command-results retention (DEDUPE_WINDOW)")
 	serveFS.DurationVar(&procCfg.SessionTimeout, "group-session-timeout", 45*time.Second, "how long the group waits for a crashed processor before reassigning its partitions (GROUP_SESSION_TIMEOUT)")
+	serveFS.StringVar(&registry, "schema-registry-url", "", "a Confluent-compatible schema registry; when set, the processor also reads commands in the Confluent wire format (SCHEMA_REGISTRY_URL)")
 	serveFS.IntVar(&procCfg.MaxBatch, "max-batch", processor.DefaultMaxBatch, "commands per transaction, at most (MAX_BATCH)")
 	serveFS.Int64Var(&gwCfg.MaxBodyBytes, "max-body-bytes", gateway.DefaultMaxBodyBytes, "request body limit; larger bodies get 413 (MAX_BODY_BYTES)")
 	serveFS.IntVar(&gwCfg.MaxBatch, "max-batch-items", gateway.DefaultMaxBatch, "items per batch request (MAX_BATCH_ITEMS)")
@@ -83,6 +86,11 @@ func run(args []string) error {
 				s.Ready.Add("kafka", cl.Ping)
 				if roles.processor {
 					procCfg.Kafka, procCfg.Log, procCfg.Registerer = kafka, log.With("role", "processor"), s.Registry
+					if registry != "" {
+						if procCfg.Registry, err = codec.NewRegistry(codec.Default(), registry, nil); err != nil {
+							return err
+						}
+					}
 					p, err := processor.New(procCfg)
 					if err != nil {
 						return err

@@ -32,6 +32,28 @@ const (
 	endTimeout = 10 * time.Second
 )
 
+// registryRetry is the pause before a batch that needed an unavailable
+// schema registry is polled again.
+const registryRetry = time.Second
+
+// resolveSchemas asks the schema registry for the ids of the batch's
+// records in the Confluent wire format, before the transaction, so that
+// handling them needs no I/O.
+func (p *Processor) resolveSchemas(ctx context.Context, records []*kgo.Record) error {
+	values := make([][]byte, 0, len(records))
+	for _, r := range records {
+		if codec.IsConfluent(r.Value) {
+			values = append(values, r.Value)
+		}
+	}
+	if len(values) == 0 {
+		return nil
+	}
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	return p.cfg.Registry.Resolve(rctx, values...)
+}
+
 // errNotOwned: a polled record belongs to a partition whose state this
 // processor does not hold (lost and not yet reassigned). The batch is
 // aborted and the session rewinds; it is not fatal.
@@ -158,6 +180,9 @@ func (b *batch) onProduced(_ *kgo.Record, err error) {
 func (p *Processor) processBatch(ctx context.Context, sess *kgo.GroupTransactSession, records []*kgo.Record) error {
 	start := time.Now()
 	b, internalErr := p.newBatch(ctx, start, records)
+	if internalErr == nil && p.cfg.Registry != nil {
+		internalErr = p.resolveSchemas(ctx, records)
+	}
 	if err := sess.Begin(); err != nil {
 		return fmt.Errorf("processor: begin transaction: %w", err)
 	}
@@ -253,6 +278,15 @@ func (p *Processor) processBatch(ctx context.Context, sess *kgo.GroupTransactSes
 	switch {
 	case errors.Is(internalErr, errNotOwned):
 		p.log.Warn("batch aborted", "err", internalErr)
+		return nil
+	case errors.Is(internalErr, codec.ErrRegistryUnavailable):
+		// The batch is polled again from the committed offsets; Ready
+		// reports the stall once it lasts.
+		p.log.Warn("batch aborted; retrying in 1 s", "err", internalErr)
+		select {
+		case <-ctx.Done():
+		case <-time.After(registryRetry):
+		}
 		return nil
 	case internalErr != nil:
 		return fmt.Errorf("processor: %w", internalErr)
@@ -358,11 +392,22 @@ func (pt *part) handle(r *kgo.Record) error {
 	if len(r.Key) == 0 {
 		return pt.dlq(r, "", "empty key", nil)
 	}
-	v, err := p.cat.Decode(r.Value)
+	value := r.Value
+	if id, ok := codec.ConfluentID(value); ok {
+		// The Confluent wire format, read through the schema registry.
+		if p.cfg.Registry == nil {
+			return pt.dlq(r, "", fmt.Sprintf("Confluent wire format (schema id %d): this processor reads it only with a schema registry configured (SCHEMA_REGISTRY_URL)", id), nil)
+		}
+		var err error
+		if value, err = p.cfg.Registry.SingleObject(value); err != nil {
+			return pt.dlq(r, "", fmt.Sprintf("decode: %v", err), nil)
+		}
+	}
+	v, err := p.cat.Decode(value)
 	if err != nil {
 		return pt.dlq(r, "", fmt.Sprintf("decode: %v", err), nil)
 	}
-	typ, _ := p.cat.Name(r.Value)
+	typ, _ := p.cat.Name(value)
 	cmd, ok := toCommand(v)
 	if !ok {
 		return pt.dlq(r, typ, typ+" is not a command", nil)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/cqrs-ledger/ledger/internal/codec"
 	"github.com/cqrs-ledger/ledger/internal/config"
 )
 
@@ -53,6 +54,10 @@ type Config struct {
 	// transaction to end before Ready reports the processor stalled (a
 	// supervisor can then restart it); default 30 s.
 	StallTimeout time.Duration
+	// Registry, when set, reads commands in the Confluent Schema Registry
+	// wire format (0, 4-byte schema id, Avro body) besides single-object
+	// encoding; nil dead-letters them. See codec.Registry.
+	Registry *codec.Registry
 	// Log receives the processor's logs; default slog.Default().
 	Log *slog.Logger
 	// Registerer registers the metrics; nil keeps them unregistered.

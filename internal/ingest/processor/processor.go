@@ -169,6 +169,12 @@ func (p *Processor) Ready(ctx context.Context) error {
 			return fmt.Errorf("processor: stalled: a batch polled %s ago has not ended its transaction (stall timeout %s)",
 				time.Since(busy).Round(time.Second), p.cfg.StallTimeout)
 		}
+		if reg := p.cfg.Registry; reg != nil {
+			if since := reg.FailingSince(); !since.IsZero() && time.Since(since) > p.cfg.StallTimeout {
+				return fmt.Errorf("processor: stalled: the schema registry has not answered for %s (commands in the Confluent wire format wait for it)",
+					time.Since(since).Round(time.Second))
+			}
+		}
 		if ready {
 			return nil
 		}
