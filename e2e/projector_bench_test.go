@@ -16,13 +16,13 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/cqrs-ledger/ledger/internal/chsink"
 	"github.com/cqrs-ledger/ledger/internal/codec"
 	"github.com/cqrs-ledger/ledger/internal/kafkax"
 	"github.com/cqrs-ledger/ledger/internal/projection"
 	"github.com/cqrs-ledger/ledger/internal/projection/projectiontest"
 	"github.com/cqrs-ledger/ledger/internal/projector"
-	chsink "github.com/cqrs-ledger/ledger/internal/sink/clickhouse"
-	redissink "github.com/cqrs-ledger/ledger/internal/sink/redis"
+	"github.com/cqrs-ledger/ledger/internal/redissink"
 	"github.com/cqrs-ledger/ledger/internal/testenv"
 )
 

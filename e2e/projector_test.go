@@ -19,10 +19,10 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/cqrs-ledger/ledger/internal/audit"
+	"github.com/cqrs-ledger/ledger/internal/chsink"
 	"github.com/cqrs-ledger/ledger/internal/codec"
 	"github.com/cqrs-ledger/ledger/internal/projection"
-	chsink "github.com/cqrs-ledger/ledger/internal/sink/clickhouse"
-	redissink "github.com/cqrs-ledger/ledger/internal/sink/redis"
+	"github.com/cqrs-ledger/ledger/internal/redissink"
 	"github.com/cqrs-ledger/ledger/internal/testenv"
 	"github.com/cqrs-ledger/ledger/internal/workload"
 )

@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cqrs-ledger/ledger/internal/chsink"
 	"github.com/cqrs-ledger/ledger/internal/projector"
-	chsink "github.com/cqrs-ledger/ledger/internal/sink/clickhouse"
 	"github.com/cqrs-ledger/ledger/internal/testenv"
 )
 

@@ -11,7 +11,7 @@ import (
 
 	"github.com/cqrs-ledger/ledger/internal/ops"
 	"github.com/cqrs-ledger/ledger/internal/projector"
-	redissink "github.com/cqrs-ledger/ledger/internal/sink/redis"
+	"github.com/cqrs-ledger/ledger/internal/redissink"
 )
 
 // serveRedis runs the Redis projector of the generation the pointer key

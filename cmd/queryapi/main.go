@@ -10,12 +10,14 @@ import (
 	"os"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/cqrs-ledger/ledger/internal/chsink"
 	"github.com/cqrs-ledger/ledger/internal/config"
 	"github.com/cqrs-ledger/ledger/internal/ops"
 	"github.com/cqrs-ledger/ledger/internal/query"
-	"github.com/cqrs-ledger/ledger/internal/sink"
-	chsink "github.com/cqrs-ledger/ledger/internal/sink/clickhouse"
-	redissink "github.com/cqrs-ledger/ledger/internal/sink/redis"
+	"github.com/cqrs-ledger/ledger/internal/redissink"
 )
 
 func main() {
@@ -92,7 +94,7 @@ func run(ctx context.Context, args []string) error {
 		return err
 	}
 	return ops.RunService(ctx, "queryapi", httpCfg, log, func(s *ops.Service) error {
-		rdb, ch, err := sink.Connect(s, rcfg, ccfg)
+		rdb, ch, err := connect(s, rcfg, ccfg)
 		if err != nil {
 			return err
 		}
@@ -122,4 +124,22 @@ func run(ctx context.Context, args []string) error {
 		s.Mux.Handle("GET /openapi.json", query.OpenAPIHandler())
 		return nil
 	})
+}
+
+// connect connects to Redis and ClickHouse, makes each a readiness check of
+// s, and closes them at shutdown.
+func connect(s *ops.Service, rcfg config.Redis, ccfg config.ClickHouse) (*redis.Client, driver.Conn, error) {
+	rdb, err := redissink.NewClient(rcfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	s.OnClose(func() { _ = rdb.Close() })
+	s.Ready.Add("redis", func(ctx context.Context) error { return rdb.Ping(ctx).Err() })
+	ch, err := chsink.Open(ccfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	s.OnClose(func() { _ = ch.Close() })
+	s.Ready.Add("clickhouse", ch.Ping)
+	return rdb, ch, nil
 }

@@ -10,9 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cqrs-ledger/ledger/internal/chsink"
 	"github.com/cqrs-ledger/ledger/internal/projection/projectiontest"
-	chsink "github.com/cqrs-ledger/ledger/internal/sink/clickhouse"
-	redissink "github.com/cqrs-ledger/ledger/internal/sink/redis"
+	"github.com/cqrs-ledger/ledger/internal/redissink"
 	"github.com/cqrs-ledger/ledger/internal/testenv"
 )
 

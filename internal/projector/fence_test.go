@@ -11,9 +11,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/cqrs-ledger/ledger/internal/chsink"
 	"github.com/cqrs-ledger/ledger/internal/projection/projectiontest"
 	"github.com/cqrs-ledger/ledger/internal/projector"
-	chsink "github.com/cqrs-ledger/ledger/internal/sink/clickhouse"
 	"github.com/cqrs-ledger/ledger/internal/testenv"
 )
 

@@ -9,9 +9,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cqrs-ledger/ledger/internal/chsink"
 	"github.com/cqrs-ledger/ledger/internal/ops"
 	"github.com/cqrs-ledger/ledger/internal/projection"
-	chsink "github.com/cqrs-ledger/ledger/internal/sink/clickhouse"
 )
 
 func writeParamError(w http.ResponseWriter, e *paramError) {

@@ -21,10 +21,10 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/cqrs-ledger/ledger/internal/chsink"
 	"github.com/cqrs-ledger/ledger/internal/domain"
 	"github.com/cqrs-ledger/ledger/internal/ops"
 	"github.com/cqrs-ledger/ledger/internal/projection"
-	chsink "github.com/cqrs-ledger/ledger/internal/sink/clickhouse"
 )
 
 // AccountReader reads one account from the hot view; ok is false when the

@@ -18,9 +18,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/cqrs-ledger/ledger/internal/chsink"
 	"github.com/cqrs-ledger/ledger/internal/projection"
 	"github.com/cqrs-ledger/ledger/internal/projection/projectiontest"
-	chsink "github.com/cqrs-ledger/ledger/internal/sink/clickhouse"
 )
 
 // call is one reader call as the fake store saw it.

@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/cqrs-ledger/ledger/internal/projection/projectiontest"
-	redissink "github.com/cqrs-ledger/ledger/internal/sink/redis"
+	"github.com/cqrs-ledger/ledger/internal/redissink"
 	"github.com/cqrs-ledger/ledger/internal/testenv"
 )
 

@@ -30,7 +30,7 @@ func ddlText(o Options) string {
 }
 
 // TestDDLGolden pins the DDL for one server and for a cluster; refresh with
-// go test ./internal/sink/clickhouse -run TestDDLGolden -update.
+// go test ./internal/chsink -run TestDDLGolden -update.
 func TestDDLGolden(t *testing.T) {
 	cases := []struct {
 		name string

@@ -7,7 +7,7 @@ import (
 
 	"github.com/cqrs-ledger/ledger/internal/projection"
 	"github.com/cqrs-ledger/ledger/internal/projection/projectiontest"
-	redissink "github.com/cqrs-ledger/ledger/internal/sink/redis"
+	"github.com/cqrs-ledger/ledger/internal/redissink"
 	"github.com/cqrs-ledger/ledger/internal/testenv"
 )
 
