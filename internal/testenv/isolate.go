@@ -2,6 +2,8 @@ package testenv
 
 import (
 	"context"
+	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -104,4 +106,36 @@ func ClickHouseDB(t testing.TB) (clickhouse.Conn, string) {
 		_ = admin.Close()
 	})
 	return conn, db
+}
+
+// SchemaRegistry returns the base URL of a Confluent-compatible schema
+// registry (LEDGER_TEST_SCHEMA_REGISTRY, written to .stack/env by
+// `scripts/stack up registry`, which make test runs). Without one the test
+// fails in CI and is skipped otherwise; a configured one that does not
+// answer fails it.
+func SchemaRegistry(t testing.TB) string {
+	t.Helper()
+	url := strings.TrimRight(os.Getenv("LEDGER_TEST_SCHEMA_REGISTRY"), "/")
+	if url == "" {
+		msg := "LEDGER_TEST_SCHEMA_REGISTRY is not set: start one with `scripts/stack up registry && source .stack/env`"
+		if inCI() {
+			t.Fatal(msg + " (CI is set, so a missing service is a failure)")
+		}
+		t.Skip(msg)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url+"/subjects", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("schema registry %s does not answer: %v", url, err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("schema registry %s: GET /subjects answered %s", url, resp.Status)
+	}
+	return url
 }
