@@ -9,36 +9,12 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/cqrs-ledger/ledger/internal/projection"
 )
 
-// ErrInvalidArgument marks a reader call with a bad argument (limit, cursor,
-// metric, interval, …); the query API answers it with 400.
-var ErrInvalidArgument = errors.New("invalid argument")
-
 func invalid(format string, args ...any) error {
-	return fmt.Errorf("%w: %s", ErrInvalidArgument, fmt.Sprintf(format, args...))
-}
-
-// MaxLimit caps the page size of History and TopAccounts.
-const MaxLimit = 1000
-
-// EventRow is one event of an account's history.
-type EventRow struct {
-	EventID       string    `json:"event_id"`
-	AccountID     string    `json:"account_id"`
-	Version       int64     `json:"version"`
-	Type          string    `json:"type"` // short name: FundsDeposited, …
-	CommandID     string    `json:"command_id"`
-	CorrelationID string    `json:"correlation_id"`
-	CausationID   string    `json:"causation_id"`
-	OccurredAt    time.Time `json:"occurred_at"`
-	Currency      string    `json:"currency,omitempty"`
-	Amount        int64     `json:"amount"` // signed: + money in, − money out
-	BalanceAfter  int64     `json:"balance_after"`
-	TransferID    string    `json:"transfer_id,omitempty"`
-	Counterparty  string    `json:"counterparty,omitempty"`
-	Reference     string    `json:"reference,omitempty"`
-	Reason        string    `json:"reason,omitempty"`
+	return fmt.Errorf("%w: %s", projection.ErrInvalidArgument, fmt.Sprintf(format, args...))
 }
 
 // span is a period [from, to) as query arguments: epoch milliseconds for
@@ -72,12 +48,12 @@ func (s span) args() []any { return []any{s.loSec, s.hiSec, s.loMs, s.hiMs} }
 // 100) after cursor. next is the cursor of the following page, "" after the
 // last one. Pages are keyed by version, so paging while events arrive
 // neither repeats nor skips an event.
-func (v *View) History(ctx context.Context, accountID string, from, to time.Time, cursor string, limit int) ([]EventRow, string, error) {
+func (v *View) History(ctx context.Context, accountID string, from, to time.Time, cursor string, limit int) ([]projection.EventRow, string, error) {
 	if limit == 0 {
 		limit = 100
 	}
-	if limit < 0 || limit > MaxLimit {
-		return nil, "", invalid("limit %d: want 1..%d", limit, MaxLimit)
+	if limit < 0 || limit > projection.MaxLimit {
+		return nil, "", invalid("limit %d: want 1..%d", limit, projection.MaxLimit)
 	}
 	var after uint64
 	if cursor != "" {
@@ -100,9 +76,9 @@ LIMIT ?`
 		return nil, "", fmt.Errorf("clickhouse: history: %w", err)
 	}
 	defer rs.Close()
-	var out []EventRow
+	var out []projection.EventRow
 	for rs.Next() {
-		var r EventRow
+		var r projection.EventRow
 		var ver uint64
 		var ms int64
 		if err := rs.Scan(&r.EventID, &r.AccountID, &ver, &r.Type, &r.CommandID, &r.CorrelationID, &r.CausationID, &ms,
@@ -142,27 +118,10 @@ func (v *View) BalanceAt(ctx context.Context, accountID string, ts time.Time) (b
 	return balance, int64(ver), true, nil
 }
 
-// CurrencySummary is the money movement of one currency in a period.
-// Amounts are positive sums in minor units.
-type CurrencySummary struct {
-	Currency          string `json:"currency"`
-	Deposits          int64  `json:"deposits"`
-	Withdrawals       int64  `json:"withdrawals"`
-	Transfers         int64  `json:"transfers"` // debited (sent) volume
-	TransfersCredited int64  `json:"transfers_credited"`
-	TransfersRefunded int64  `json:"transfers_refunded"`
-	DepositCount      int64  `json:"deposit_count"`
-	WithdrawalCount   int64  `json:"withdrawal_count"`
-	TransferCount     int64  `json:"transfer_count"`
-	CreditedCount     int64  `json:"credited_count"`
-	RefundedCount     int64  `json:"refunded_count"`
-	Events            int64  `json:"events"` // every event of the currency, opened and closed included
-}
-
 // Summary returns per-currency totals of the events with from ≤ occurred_at
 // < to (zero times are unbounded), sorted by currency. It reads
 // ledger_events FINAL, so it is exact even while duplicates await a merge.
-func (v *View) Summary(ctx context.Context, from, to time.Time) ([]CurrencySummary, error) {
+func (v *View) Summary(ctx context.Context, from, to time.Time) ([]projection.CurrencySummary, error) {
 	// Each money sum is taken in two parts, whole billions and the rest,
 	// which cannot overflow an Int64 (ClickHouse's sum would wrap silently),
 	// and joined here, where an overflow of the total is an error.
@@ -182,9 +141,9 @@ ORDER BY currency`
 		return nil, fmt.Errorf("clickhouse: summary: %w", err)
 	}
 	defer rs.Close()
-	var out []CurrencySummary
+	var out []projection.CurrencySummary
 	for rs.Next() {
-		var s CurrencySummary
+		var s projection.CurrencySummary
 		var c [6]uint64
 		var m [10]int64
 		if err := rs.Scan(&s.Currency, &m[0], &m[1], &m[2], &m[3], &m[4], &m[5], &m[6], &m[7], &m[8], &m[9],
@@ -217,25 +176,16 @@ ORDER BY currency`
 	return out, nil
 }
 
-// ErrOverflow: a total does not fit the API's 64-bit integers.
-var ErrOverflow = errors.New("the total is beyond a 64-bit integer of minor units")
-
-// joinSum returns sign × (hi × 10⁹ + lo), or ErrOverflow when it does not
+// joinSum returns sign × (hi × 10⁹ + lo), or projection.ErrOverflow when it does not
 // fit an int64.
 func joinSum(hi, lo, sign int64) (int64, error) {
 	v := new(big.Int).Mul(big.NewInt(hi), big.NewInt(1_000_000_000))
 	v.Add(v, big.NewInt(lo))
 	v.Mul(v, big.NewInt(sign))
 	if !v.IsInt64() {
-		return 0, ErrOverflow
+		return 0, projection.ErrOverflow
 	}
 	return v.Int64(), nil
-}
-
-// Point is one bucket of a time series.
-type Point struct {
-	Time  time.Time `json:"time"`
-	Value int64     `json:"value"`
 }
 
 // metric is what one metric of TimeSeries sums over volume_hourly: the
@@ -289,12 +239,12 @@ const maxExactEvents = math.MaxUint64 / 1_000_000_000
 func (m metric) value(inE9, inRest, outE9, outRest, events uint64) (int64, error) {
 	if m.kind == countMetric {
 		if events > math.MaxInt64 {
-			return 0, ErrOverflow
+			return 0, projection.ErrOverflow
 		}
 		return int64(events), nil
 	}
 	if events > maxExactEvents {
-		return 0, fmt.Errorf("%w (more than %d events in one bucket)", ErrOverflow, uint64(maxExactEvents))
+		return 0, fmt.Errorf("%w (more than %d events in one bucket)", projection.ErrOverflow, uint64(maxExactEvents))
 	}
 	billion := big.NewInt(1_000_000_000)
 	part := func(e9, rest uint64) *big.Int {
@@ -308,15 +258,9 @@ func (m metric) value(inE9, inRest, outE9, outRest, events uint64) (int64, error
 		in.Add(in, out)
 	}
 	if !in.IsInt64() {
-		return 0, ErrOverflow
+		return 0, projection.ErrOverflow
 	}
 	return in.Int64(), nil
-}
-
-// Metrics lists the metric names TimeSeries accepts.
-func Metrics() []string {
-	return []string{"deposits", "withdrawals", "transfers", "transfers_credited", "transfers_refunded", "net",
-		"deposit_count", "withdrawal_count", "transfer_count", "events"}
 }
 
 // TimeSeries returns metric (see Metrics) for currency in buckets of
@@ -324,10 +268,10 @@ func Metrics() []string {
 // start at 00:00 UTC) with from ≤ bucket < to, from the hourly volume
 // table. from is rounded down to its hour. Buckets without money movement
 // are absent. Money metrics need a currency; counts accept "" for all.
-func (v *View) TimeSeries(ctx context.Context, metric string, interval time.Duration, from, to time.Time, currency string) ([]Point, error) {
+func (v *View) TimeSeries(ctx context.Context, metric string, interval time.Duration, from, to time.Time, currency string) ([]projection.Point, error) {
 	m, ok := metrics[metric]
 	if !ok {
-		return nil, invalid("metric %q: want one of %v", metric, Metrics())
+		return nil, invalid("metric %q: want one of %v", metric, projection.Metrics())
 	}
 	if interval < time.Hour || interval%time.Hour != 0 {
 		return nil, invalid("interval %s: want a whole number of hours", interval)
@@ -349,10 +293,10 @@ ORDER BY bucket`
 		return nil, fmt.Errorf("clickhouse: time series: %w", err)
 	}
 	defer rs.Close()
-	var out []Point
+	var out []projection.Point
 	for rs.Next() {
 		var bucket int64
-		var p Point
+		var p projection.Point
 		var sums [5]uint64
 		if err := rs.Scan(&bucket, &sums[0], &sums[1], &sums[2], &sums[3], &sums[4]); err != nil {
 			return nil, fmt.Errorf("clickhouse: time series: %w", err)
@@ -370,20 +314,13 @@ ORDER BY bucket`
 	return out, nil
 }
 
-// AccountRank is one account of a top list.
-type AccountRank struct {
-	AccountID string `json:"account_id"`
-	Currency  string `json:"currency"`
-	Value     int64  `json:"value"`
-}
-
 // TopAccounts returns up to limit (1..MaxLimit) accounts with the highest
 // balance (open accounts, from account_balances FINAL) or volume (sum of
 // |amount| over ledger_events FINAL), ties broken by account id. Values of
 // different currencies are compared as numbers of minor units.
-func (v *View) TopAccounts(ctx context.Context, by string, limit int) ([]AccountRank, error) {
-	if limit < 1 || limit > MaxLimit {
-		return nil, invalid("limit %d: want 1..%d", limit, MaxLimit)
+func (v *View) TopAccounts(ctx context.Context, by string, limit int) ([]projection.AccountRank, error) {
+	if limit < 1 || limit > projection.MaxLimit {
+		return nil, invalid("limit %d: want 1..%d", limit, projection.MaxLimit)
 	}
 	var q string
 	switch by {
@@ -403,9 +340,9 @@ func (v *View) TopAccounts(ctx context.Context, by string, limit int) ([]Account
 		return nil, fmt.Errorf("clickhouse: top accounts: %w", err)
 	}
 	defer rs.Close()
-	var out []AccountRank
+	var out []projection.AccountRank
 	for rs.Next() {
-		var r AccountRank
+		var r projection.AccountRank
 		var hi, lo int64
 		if err := rs.Scan(&r.AccountID, &r.Currency, &hi, &lo); err != nil {
 			return nil, fmt.Errorf("clickhouse: top accounts: %w", err)

@@ -288,7 +288,7 @@ func TestViewMatchesFoldAndRedeliveryIsNoop(t *testing.T) {
 	}
 }
 
-func summary(t *testing.T, v *View, from, to time.Time) []CurrencySummary {
+func summary(t *testing.T, v *View, from, to time.Time) []projection.CurrencySummary {
 	t.Helper()
 	s, err := v.Summary(ctxFor(t), from, to)
 	if err != nil {
@@ -364,7 +364,7 @@ func TestReaders(t *testing.T) {
 
 	t.Run("history pages cover every event once", func(t *testing.T) {
 		for _, id := range h.accountIDs() {
-			var got []EventRow
+			var got []projection.EventRow
 			cursor := ""
 			for pages := 0; ; pages++ {
 				if pages > 1000 {
@@ -423,7 +423,7 @@ func TestReaders(t *testing.T) {
 		if _, _, err := v.History(ctx, "x", time.Time{}, time.Time{}, "abc", 5); err == nil {
 			t.Error("bad cursor accepted")
 		}
-		if _, _, err := v.History(ctx, "x", time.Time{}, time.Time{}, "", MaxLimit+1); err == nil {
+		if _, _, err := v.History(ctx, "x", time.Time{}, time.Time{}, "", projection.MaxLimit+1); err == nil {
 			t.Error("limit above max accepted")
 		}
 	})
@@ -675,11 +675,11 @@ func TestEventRows(t *testing.T) {
 	applyAll(t, v, h.batches(30))
 	closed := 0
 	for _, id := range h.accountIDs() {
-		rows, _, err := v.History(ctxFor(t), id, time.Time{}, time.Time{}, "", MaxLimit)
+		rows, _, err := v.History(ctxFor(t), id, time.Time{}, time.Time{}, "", projection.MaxLimit)
 		if err != nil {
 			t.Fatal(err)
 		}
-		byVersion := map[int64]EventRow{}
+		byVersion := map[int64]projection.EventRow{}
 		for _, r := range rows {
 			byVersion[r.Version] = r
 		}
@@ -796,7 +796,7 @@ func TestLongIDsKeepStatementsBounded(t *testing.T) {
 
 // TestSummaryDoesNotWrap: regression of analytics sums that overflowed
 // Int64 silently. 10,000 deposits of the largest amount sum to 10^19: the
-// summary refuses with ErrOverflow instead of a wrapped total, and a total
+// summary refuses with projection.ErrOverflow instead of a wrapped total, and a total
 // within range is exact.
 func TestSummaryDoesNotWrap(t *testing.T) {
 	conn, opts, v := setup(t, 0)
@@ -820,8 +820,8 @@ func TestSummaryDoesNotWrap(t *testing.T) {
 		batch = append(batch, ev("big", int64(i+1), domain.MaxAmount))
 	}
 	applyAll(t, v, [][]projection.Event{batch})
-	if _, err := v.Summary(ctxFor(t), time.Time{}, time.Time{}); !errors.Is(err, ErrOverflow) {
-		t.Fatalf("summary of 10^19: %v, want ErrOverflow", err)
+	if _, err := v.Summary(ctxFor(t), time.Time{}, time.Time{}); !errors.Is(err, projection.ErrOverflow) {
+		t.Fatalf("summary of 10^19: %v, want projection.ErrOverflow", err)
 	}
 	// The hourly series sums volume_hourly's exact inflow/outflow columns:
 	// 10^19 is an error, not a wrapped number, whether the hour's rows are
@@ -846,8 +846,8 @@ func TestSummaryDoesNotWrap(t *testing.T) {
 			}
 		}
 		for _, m := range []string{"deposits", "net"} {
-			if got, err := series(m); !errors.Is(err, ErrOverflow) {
-				t.Fatalf("%s of 10^19 (merged: %v): %d %v, want ErrOverflow", m, merged, got, err)
+			if got, err := series(m); !errors.Is(err, projection.ErrOverflow) {
+				t.Fatalf("%s of 10^19 (merged: %v): %d %v, want projection.ErrOverflow", m, merged, got, err)
 			}
 		}
 	}
@@ -868,8 +868,8 @@ func TestSummaryDoesNotWrap(t *testing.T) {
 	if wrapped < 0 {
 		t.Fatalf("the Int64 volume column is %d; this test wants it wrapped past 2^64 back to a positive number", wrapped)
 	}
-	if got, err := series("deposits"); !errors.Is(err, ErrOverflow) {
-		t.Fatalf("deposits of 1.8447*10^19 (Int64 column wrapped to %d): %d %v, want ErrOverflow", wrapped, got, err)
+	if got, err := series("deposits"); !errors.Is(err, projection.ErrOverflow) {
+		t.Fatalf("deposits of 1.8447*10^19 (Int64 column wrapped to %d): %d %v, want projection.ErrOverflow", wrapped, got, err)
 	}
 	// Withdrawals of the same size leave a net that fits: exact, although
 	// inflow and outflow are each far beyond int64.

@@ -5,27 +5,6 @@ import (
 	"sync"
 )
 
-// TransactionReader reads an account's recent transactions, newest first.
-type TransactionReader interface {
-	RecentTransactions(ctx context.Context, accountID string, limit int) ([]TxView, error)
-}
-
-// TransferReader reads a transfer's status; ok is false for an unknown transfer.
-type TransferReader interface {
-	Transfer(ctx context.Context, id string) (v TransferView, ok bool, err error)
-}
-
-// OutcomeReader reads a command's outcome; ok is false for an unknown (or
-// expired) command. With account "" it is the id's first outcome. With an
-// account it is the first outcome of the id for that account, or, when the
-// id has none for it, the id's first outcome (whose AggregateID then tells
-// the caller that the id belongs to another account). A command id is
-// processed once per partition (see the processor's doc), so an id reused
-// on an account of another partition has an outcome of its own.
-type OutcomeReader interface {
-	CommandOutcome(ctx context.Context, id, account string) (v Outcome, ok bool, err error)
-}
-
 // ApplyStats counts what a view did with the events it was given.
 type ApplyStats struct {
 	Applied, Duplicates, Gaps, Unknown int64

@@ -9,7 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/cqrs-ledger/ledger/internal/chsink"
 	"github.com/cqrs-ledger/ledger/internal/ops"
 	"github.com/cqrs-ledger/ledger/internal/projection"
 )
@@ -27,11 +26,11 @@ func notFound(w http.ResponseWriter, format string, args ...any) {
 // storeError answers a failed read: 400 when the store refused an argument
 // (validation here should have caught it first), else 503.
 func (h *Handler) storeError(w http.ResponseWriter, r *http.Request, what string, err error) {
-	if errors.Is(err, chsink.ErrInvalidArgument) {
+	if errors.Is(err, projection.ErrInvalidArgument) {
 		ops.WriteError(w, http.StatusBadRequest, CodeInvalidParameter, err.Error())
 		return
 	}
-	if errors.Is(err, chsink.ErrOverflow) {
+	if errors.Is(err, projection.ErrOverflow) {
 		// Never a silently wrapped total: narrow the range.
 		ops.WriteError(w, http.StatusUnprocessableEntity, CodeOverflow, err.Error()+"; ask for a shorter range")
 		return
@@ -209,7 +208,7 @@ func (h *Handler) history(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if rows == nil {
-		rows = []chsink.EventRow{}
+		rows = []projection.EventRow{}
 	}
 	ops.WriteJSON(w, http.StatusOK, map[string]any{"account_id": id, "events": rows, "next_cursor": encodeCursor(next)})
 }
@@ -316,7 +315,7 @@ func (h *Handler) summary(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if s == nil {
-		s = []chsink.CurrencySummary{}
+		s = []projection.CurrencySummary{}
 	}
 	ops.WriteJSON(w, http.StatusOK, map[string]any{"from": from, "to": to, "currencies": s})
 }
@@ -327,8 +326,8 @@ var countMetrics = map[string]bool{"events": true, "deposit_count": true, "withd
 func (h *Handler) timeseries(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	metric, _, perr := single(q, "metric")
-	if perr == nil && !slices.Contains(chsink.Metrics(), metric) {
-		perr = badParam("metric", "%s: want one of %s", clip(metric), strings.Join(chsink.Metrics(), ", "))
+	if perr == nil && !slices.Contains(projection.Metrics(), metric) {
+		perr = badParam("metric", "%s: want one of %s", clip(metric), strings.Join(projection.Metrics(), ", "))
 	}
 	if perr != nil {
 		writeParamError(w, perr)
@@ -370,7 +369,7 @@ func (h *Handler) timeseries(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if pts == nil {
-		pts = []chsink.Point{}
+		pts = []projection.Point{}
 	}
 	ops.WriteJSON(w, http.StatusOK, map[string]any{
 		"metric": metric, "interval": fmt.Sprintf("%dh", interval/time.Hour), "from": from, "to": to,
@@ -405,7 +404,7 @@ func (h *Handler) topAccounts(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if rows == nil {
-		rows = []chsink.AccountRank{}
+		rows = []projection.AccountRank{}
 	}
 	ops.WriteJSON(w, http.StatusOK, map[string]any{"by": by, "accounts": rows})
 }

@@ -11,7 +11,6 @@
 package query
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -21,55 +20,10 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/cqrs-ledger/ledger/internal/chsink"
 	"github.com/cqrs-ledger/ledger/internal/domain"
 	"github.com/cqrs-ledger/ledger/internal/ops"
 	"github.com/cqrs-ledger/ledger/internal/projection"
 )
-
-// AccountReader reads one account from the hot view; ok is false when the
-// view does not know it. Safe for concurrent use.
-type AccountReader interface {
-	Account(ctx context.Context, id string) (v projection.AccountView, ok bool, err error)
-}
-
-// TransactionReader reads up to limit recent transactions of an account,
-// newest first (empty for an unknown account). Safe for concurrent use.
-type TransactionReader interface {
-	RecentTransactions(ctx context.Context, accountID string, limit int) ([]projection.TxView, error)
-}
-
-// TransferReader reads a transfer's status; ok is false when unknown. Safe
-// for concurrent use.
-type TransferReader interface {
-	Transfer(ctx context.Context, id string) (v projection.TransferView, ok bool, err error)
-}
-
-// OutcomeReader reads a command's outcome; ok is false when unknown or
-// expired. account selects as projection.OutcomeReader says. Safe for
-// concurrent use.
-type OutcomeReader interface {
-	CommandOutcome(ctx context.Context, id, account string) (v projection.Outcome, ok bool, err error)
-}
-
-// HistoryReader reads an account's events from the analytics store.
-// History pages by an opaque store cursor ("" for the first page; next is ""
-// after the last); BalanceAt's ok is false when no event of the account
-// occurred at or before ts. Arguments are passed to the store as bound
-// values. Safe for concurrent use. chsink.View implements it.
-type HistoryReader interface {
-	History(ctx context.Context, accountID string, from, to time.Time, cursor string, limit int) (rows []chsink.EventRow, next string, err error)
-	BalanceAt(ctx context.Context, accountID string, ts time.Time) (balance, version int64, ok bool, err error)
-}
-
-// AnalyticsReader reads aggregates from the analytics store. An error
-// matching chsink.ErrInvalidArgument is the caller's fault (400). Safe for
-// concurrent use. chsink.View implements it.
-type AnalyticsReader interface {
-	Summary(ctx context.Context, from, to time.Time) ([]chsink.CurrencySummary, error)
-	TimeSeries(ctx context.Context, metric string, interval time.Duration, from, to time.Time, currency string) ([]chsink.Point, error)
-	TopAccounts(ctx context.Context, by string, limit int) ([]chsink.AccountRank, error)
-}
 
 // Defaults and bounds of Config and of the parameters.
 const (
@@ -86,7 +40,7 @@ const (
 	DefaultTxLimit      = 20
 	MaxTxLimit          = 100
 	DefaultHistoryLimit = 100
-	MaxHistoryLimit     = chsink.MaxLimit
+	MaxHistoryLimit     = projection.MaxLimit
 	DefaultTopLimit     = 10
 	MaxTopLimit         = 100
 	// MaxRange bounds to − from of history, summary and time series.
@@ -95,14 +49,14 @@ const (
 
 // Config is what a Handler reads from. Every reader is required; the
 // Redis sink (or its generation-following Reader) implements the first
-// four, chsink.View the last two.
+// four, projection.View the last two.
 type Config struct {
-	Accounts     AccountReader
-	Transactions TransactionReader
-	Transfers    TransferReader
-	Outcomes     OutcomeReader
-	History      HistoryReader
-	Analytics    AnalyticsReader
+	Accounts     projection.AccountReader
+	Transactions projection.TransactionReader
+	Transfers    projection.TransferReader
+	Outcomes     projection.OutcomeReader
+	History      projection.HistoryReader
+	Analytics    projection.AnalyticsReader
 
 	// MaxWait is the longest ?wait= of read-your-writes (default 10 s, at
 	// most MaxWaitLimit); PollInterval how often the view is read again

@@ -18,7 +18,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/cqrs-ledger/ledger/internal/chsink"
 	"github.com/cqrs-ledger/ledger/internal/projection"
 	"github.com/cqrs-ledger/ledger/internal/projection/projectiontest"
 )
@@ -37,7 +36,7 @@ type fakeStore struct {
 	calls []call
 	err   error
 	// history returns these rows (all of them: the fake does not page).
-	rows []chsink.EventRow
+	rows []projection.EventRow
 	next string
 	// block makes TopAccounts wait for its context, like a hung server.
 	block bool
@@ -56,7 +55,7 @@ func (f *fakeStore) Calls() []call {
 	return append([]call(nil), f.calls...)
 }
 
-func (f *fakeStore) History(_ context.Context, id string, from, to time.Time, cursor string, limit int) ([]chsink.EventRow, string, error) {
+func (f *fakeStore) History(_ context.Context, id string, from, to time.Time, cursor string, limit int) ([]projection.EventRow, string, error) {
 	if err := f.record("History", id, from, to, cursor, limit); err != nil {
 		return nil, "", err
 	}
@@ -70,15 +69,15 @@ func (f *fakeStore) BalanceAt(_ context.Context, id string, ts time.Time) (int64
 	return 0, 0, false, nil
 }
 
-func (f *fakeStore) Summary(_ context.Context, from, to time.Time) ([]chsink.CurrencySummary, error) {
+func (f *fakeStore) Summary(_ context.Context, from, to time.Time) ([]projection.CurrencySummary, error) {
 	return nil, f.record("Summary", from, to)
 }
 
-func (f *fakeStore) TimeSeries(_ context.Context, metric string, interval time.Duration, from, to time.Time, currency string) ([]chsink.Point, error) {
+func (f *fakeStore) TimeSeries(_ context.Context, metric string, interval time.Duration, from, to time.Time, currency string) ([]projection.Point, error) {
 	return nil, f.record("TimeSeries", metric, interval, from, to, currency)
 }
 
-func (f *fakeStore) TopAccounts(ctx context.Context, by string, limit int) ([]chsink.AccountRank, error) {
+func (f *fakeStore) TopAccounts(ctx context.Context, by string, limit int) ([]projection.AccountRank, error) {
 	if f.block {
 		<-ctx.Done()
 		return nil, ctx.Err()
@@ -364,7 +363,7 @@ func TestStoreGetsBoundValues(t *testing.T) {
 
 func TestHistoryCursorRoundTrip(t *testing.T) {
 	f := newFixture(t)
-	f.store.rows = []chsink.EventRow{{EventID: "e1", AccountID: "acc-0", Version: 1}}
+	f.store.rows = []projection.EventRow{{EventID: "e1", AccountID: "acc-0", Version: 1}}
 	f.store.next = "1"
 	code, body := f.get(t, "/v1/accounts/acc-0/history?limit=1")
 	if code != 200 {
@@ -391,7 +390,7 @@ func TestStoreErrors(t *testing.T) {
 	if strings.Contains(fmt.Sprint(body), "refused") {
 		t.Errorf("internal error leaked to the client: %v", body)
 	}
-	f.store.err = fmt.Errorf("%w: limit", chsink.ErrInvalidArgument)
+	f.store.err = fmt.Errorf("%w: limit", projection.ErrInvalidArgument)
 	if code, body = f.get(t, "/v1/analytics/top-accounts"); code != http.StatusBadRequest {
 		t.Fatalf("invalid argument: %d %v", code, body)
 	}

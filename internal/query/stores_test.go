@@ -148,14 +148,14 @@ func TestAgainstStores(t *testing.T) {
 
 	t.Run("history and balance-at", func(t *testing.T) {
 		for _, id := range ids {
-			var events []chsink.EventRow
+			var events []projection.EventRow
 			cursor := ""
 			for pages := 0; ; pages++ {
 				if pages > 100 {
 					t.Fatal("history does not end")
 				}
 				var page struct {
-					Events     []chsink.EventRow
+					Events     []projection.EventRow
 					NextCursor string `json:"next_cursor"`
 				}
 				get(t, "/v1/accounts/"+id+"/history?limit=7&cursor="+url.QueryEscape(cursor), 200, &page)
@@ -167,13 +167,13 @@ func TestAgainstStores(t *testing.T) {
 			if int64(len(events)) != hist.Accounts[id].Version {
 				t.Fatalf("%s: %d events, want %d", id, len(events), hist.Accounts[id].Version)
 			}
-			var money []chsink.EventRow
+			var money []projection.EventRow
 			for i, e := range events {
 				if e.Version != int64(i+1) {
 					t.Fatalf("%s: event %d has version %d", id, i, e.Version)
 				}
 				if e.Type != "AccountOpened" && e.Type != "AccountClosed" {
-					money = append([]chsink.EventRow{e}, money...)
+					money = append([]projection.EventRow{e}, money...)
 				}
 			}
 			txs := hist.Txs[id]
@@ -188,7 +188,7 @@ func TestAgainstStores(t *testing.T) {
 			// A window of the history: only the events in [from, to).
 			if len(events) > 2 {
 				from, to := events[1].OccurredAt, events[len(events)-1].OccurredAt
-				var page struct{ Events []chsink.EventRow }
+				var page struct{ Events []projection.EventRow }
 				get(t, "/v1/accounts/"+id+"/history?from="+from.Format(time.RFC3339)+"&to="+to.Format(time.RFC3339), 200, &page)
 				if len(page.Events) != len(events)-2 || page.Events[0].Version != 2 {
 					t.Errorf("%s: window has %d events from version %v, want %d from 2", id, len(page.Events), page.Events[0].Version, len(events)-2)
@@ -236,7 +236,7 @@ func TestAgainstStores(t *testing.T) {
 	span := "from=" + day.Format(time.RFC3339) + "&to=" + day.Add(48*time.Hour).Format(time.RFC3339)
 
 	t.Run("summary", func(t *testing.T) {
-		var got struct{ Currencies []chsink.CurrencySummary }
+		var got struct{ Currencies []projection.CurrencySummary }
 		get(t, "/v1/analytics/summary?"+span, 200, &got)
 		if len(got.Currencies) != len(want) {
 			t.Fatalf("%d currencies, want %d: %+v", len(got.Currencies), len(want), got)
@@ -252,7 +252,7 @@ func TestAgainstStores(t *testing.T) {
 
 	t.Run("timeseries", func(t *testing.T) {
 		for cur, w := range want {
-			var got struct{ Points []chsink.Point }
+			var got struct{ Points []projection.Point }
 			get(t, "/v1/analytics/timeseries?metric=deposits&interval=24h&currency="+cur+"&"+span, 200, &got)
 			var sum int64
 			for _, p := range got.Points {
@@ -279,7 +279,7 @@ func TestAgainstStores(t *testing.T) {
 				}
 				return all[i].id < all[j].id
 			})
-			var got struct{ Accounts []chsink.AccountRank }
+			var got struct{ Accounts []projection.AccountRank }
 			get(t, "/v1/analytics/top-accounts?by="+by+"&limit=5", 200, &got)
 			if len(got.Accounts) != min(5, len(all)) {
 				t.Fatalf("by %s: %d accounts, want %d", by, len(got.Accounts), min(5, len(all)))
