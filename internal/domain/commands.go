@@ -1,9 +1,11 @@
 package domain
 
 import (
+	"fmt"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Avro full names of the commands, as returned by Command.Type and carried in
@@ -172,6 +174,38 @@ const (
 // an upstream "T/credit" would shadow the credit of transfer T.
 func ReservedCommandID(id string) bool {
 	return strings.HasSuffix(id, CreditSuffix) || strings.HasSuffix(id, RefundSuffix)
+}
+
+// ReservedCommandIDMessage says why an upstream command may not use id.
+func ReservedCommandIDMessage(id string) string {
+	return fmt.Sprintf("command_id %q: the suffixes %s and %s are reserved for saga commands", Clip(id), CreditSuffix, RefundSuffix)
+}
+
+// CurrencyPattern is the rule for currency codes: ISO 4217, three
+// upper-case letters.
+const CurrencyPattern = "^[A-Z]{3}$"
+
+// ValidCurrency reports whether c matches CurrencyPattern.
+func ValidCurrency(c string) bool {
+	return len(c) == 3 && isUpper(c[0]) && isUpper(c[1]) && isUpper(c[2])
+}
+
+func isUpper(b byte) bool { return 'A' <= b && b <= 'Z' }
+
+// Clip bounds user input quoted in a message: at most 64 bytes, cut at a
+// character boundary, invalid UTF-8 replaced, "…" marking a cut. Callers
+// quote it (%q) so that nothing raw is echoed back.
+func Clip(s string) string {
+	const n = 64
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	if len(s) <= n {
+		return s
+	}
+	cut := n
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
 }
 
 // EventID is the id of the event at version of aggregate: unique by

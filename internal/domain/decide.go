@@ -93,7 +93,7 @@ func decideOpen(s Account, c *OpenAccount) Decision {
 	switch {
 	case strings.TrimSpace(c.Owner) == "":
 		return rejected(invalid("owner is required"))
-	case !validCurrency(c.Currency):
+	case !ValidCurrency(c.Currency):
 		return rejected(badCurrency(c.Currency))
 	case c.OverdraftLimit < 0:
 		return rejected(invalid("overdraft_limit must be >= 0, got " + strconv.FormatInt(c.OverdraftLimit, 10)))
@@ -102,7 +102,7 @@ func decideOpen(s Account, c *OpenAccount) Decision {
 		return rejected(r)
 	}
 	if s.Status != StatusNone {
-		return rejected(&Rejection{ReasonAccountExists, fmt.Sprintf("account %q already exists (%s)", clip(s.ID), s.Status)})
+		return rejected(&Rejection{ReasonAccountExists, fmt.Sprintf("account %q already exists (%s)", Clip(s.ID), s.Status)})
 	}
 	return accepted(&AccountOpened{
 		EventMeta:      meta(s, &c.Envelope, 1),
@@ -173,7 +173,7 @@ func decideTransfer(s Account, c *TransferFunds) Decision {
 		return rejected(r)
 	}
 	if c.FromAccountID == c.ToAccountID {
-		return rejected(&Rejection{ReasonSameAccount, fmt.Sprintf("from_account_id and to_account_id are both %q", clip(c.ToAccountID))})
+		return rejected(&Rejection{ReasonSameAccount, fmt.Sprintf("from_account_id and to_account_id are both %q", Clip(c.ToAccountID))})
 	}
 	if r := checkVersion(s, &c.Envelope); r != nil {
 		return rejected(r)
@@ -226,7 +226,7 @@ func decideCredit(s Account, c *CreditTransfer) Decision {
 	if r := checkAmount(c.Amount); r != nil {
 		return rejected(r)
 	}
-	if !validCurrency(c.Currency) {
+	if !ValidCurrency(c.Currency) {
 		return rejected(badCurrency(c.Currency))
 	}
 
@@ -235,7 +235,7 @@ func decideCredit(s Account, c *CreditTransfer) Decision {
 		r = requireOpen(s, &c.Envelope)
 	}
 	if r == nil && c.Currency != s.Currency {
-		r = &Rejection{ReasonCurrencyMismatch, fmt.Sprintf("transfer is in %s, account %q is in %s", c.Currency, clip(s.ID), s.Currency)}
+		r = &Rejection{ReasonCurrencyMismatch, fmt.Sprintf("transfer is in %s, account %q is in %s", c.Currency, Clip(s.ID), s.Currency)}
 	}
 	if r == nil {
 		r = checkCredit(s, c.Amount)
@@ -296,7 +296,7 @@ func decideRefund(s Account, c *RefundTransfer) Decision {
 	if r := checkAmount(c.Amount); r != nil {
 		return rejected(r)
 	}
-	if !validCurrency(c.Currency) {
+	if !ValidCurrency(c.Currency) {
 		return rejected(badCurrency(c.Currency))
 	}
 	if r := checkVersion(s, &c.Envelope); r != nil {
@@ -306,7 +306,7 @@ func decideRefund(s Account, c *RefundTransfer) Decision {
 		return rejected(notFound(&c.Envelope))
 	}
 	if c.Currency != s.Currency {
-		return rejected(&Rejection{ReasonCurrencyMismatch, fmt.Sprintf("refund is in %s, account %q is in %s", c.Currency, clip(s.ID), s.Currency)})
+		return rejected(&Rejection{ReasonCurrencyMismatch, fmt.Sprintf("refund is in %s, account %q is in %s", c.Currency, Clip(s.ID), s.Currency)})
 	}
 	if r := checkCredit(s, c.Amount); r != nil {
 		return rejected(r)
@@ -357,7 +357,7 @@ func checkRequired(s Account, e *Envelope, internal bool) *Rejection {
 	case e.CommandID == "":
 		return invalid("command_id is required")
 	case !internal && ReservedCommandID(e.CommandID):
-		return invalid(fmt.Sprintf("command_id %q: the suffixes %s and %s are reserved for saga commands", clip(e.CommandID), CreditSuffix, RefundSuffix))
+		return invalid(ReservedCommandIDMessage(e.CommandID))
 	case e.AggregateID == "":
 		return invalid("aggregate_id is required")
 	case e.IssuedAt.IsZero():
@@ -366,7 +366,7 @@ func checkRequired(s Account, e *Envelope, internal bool) *Rejection {
 		return invalid("expected_version must be >= 0, got " + strconv.FormatInt(*e.ExpectedVersion, 10))
 	case s.Status != StatusNone && s.ID != e.AggregateID:
 		// A routing bug in the caller, not something to build events on.
-		return invalid(fmt.Sprintf("aggregate_id %q does not match the state of account %q", clip(e.AggregateID), clip(s.ID)))
+		return invalid(fmt.Sprintf("aggregate_id %q does not match the state of account %q", Clip(e.AggregateID), Clip(s.ID)))
 	case s.Version < 0 || s.Version == math.MaxInt64:
 		return invalid("aggregate version " + strconv.FormatInt(s.Version, 10) + " is out of range")
 	}
@@ -384,7 +384,7 @@ func checkTransferShape(e *Envelope, transferID, from, to, self, selfField strin
 	case to == "":
 		return invalid("to_account_id is required")
 	case self != e.AggregateID:
-		return invalid(fmt.Sprintf("%s %q must equal aggregate_id %q", selfField, clip(self), clip(e.AggregateID)))
+		return invalid(fmt.Sprintf("%s %q must equal aggregate_id %q", selfField, Clip(self), Clip(e.AggregateID)))
 	}
 	return nil
 }
@@ -410,11 +410,11 @@ func requireOpen(s Account, e *Envelope) *Rejection {
 	case StatusNone:
 		return notFound(e)
 	}
-	return &Rejection{ReasonAccountClosed, fmt.Sprintf("account %q is %s", clip(s.ID), s.Status)}
+	return &Rejection{ReasonAccountClosed, fmt.Sprintf("account %q is %s", Clip(s.ID), s.Status)}
 }
 
 func notFound(e *Envelope) *Rejection {
-	return &Rejection{ReasonAccountNotFound, fmt.Sprintf("account %q not found", clip(e.AggregateID))}
+	return &Rejection{ReasonAccountNotFound, fmt.Sprintf("account %q not found", Clip(e.AggregateID))}
 }
 
 // checkCredit rejects adding amount (> 0) to the balance if the sum would
@@ -437,13 +437,6 @@ func checkDebit(s Account, amount int64) *Rejection {
 	}
 	return nil
 }
-
-// validCurrency reports whether c matches ^[A-Z]{3}$.
-func validCurrency(c string) bool {
-	return len(c) == 3 && isUpper(c[0]) && isUpper(c[1]) && isUpper(c[2])
-}
-
-func isUpper(b byte) bool { return 'A' <= b && b <= 'Z' }
 
 // meta builds the metadata of the n-th event (1-based) decided for e.
 func meta(s Account, e *Envelope, n int) EventMeta {
@@ -471,14 +464,5 @@ func nilCommand(c Command) Decision {
 }
 
 func badCurrency(c string) *Rejection {
-	return invalid(fmt.Sprintf("currency must match ^[A-Z]{3}$, got %q", clip(c)))
-}
-
-// clip bounds user-supplied strings quoted in messages.
-func clip(s string) string {
-	const n = 64
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "..."
+	return invalid(fmt.Sprintf("currency must match %s, got %q", CurrencyPattern, Clip(c)))
 }

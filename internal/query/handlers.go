@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cqrs-ledger/ledger/internal/domain"
 	"github.com/cqrs-ledger/ledger/internal/ops"
 	"github.com/cqrs-ledger/ledger/internal/projection"
 )
@@ -354,7 +355,7 @@ func (h *Handler) timeseries(w http.ResponseWriter, r *http.Request) {
 	case perr != nil:
 	case currency == "" && !countMetrics[metric]:
 		perr = badParam("currency", "required for metric %s (an ISO 4217 code such as EUR)", metric)
-	case currency != "" && !currencyRE.MatchString(currency):
+	case currency != "" && !domain.ValidCurrency(currency):
 		perr = badParam("currency", "%s: want an ISO 4217 code such as EUR", clip(currency))
 	}
 	if perr != nil {

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -35,14 +34,9 @@ func badParam(param, format string, args ...any) *paramError {
 	return &paramError{param: param, msg: fmt.Sprintf(format, args...)}
 }
 
-// clip quotes s for a message, cut to a readable length; %q escapes control
-// characters so nothing raw is echoed back.
-func clip(s string) string {
-	if len(s) > 40 {
-		s = s[:40] + "…"
-	}
-	return strconv.Quote(strings.ToValidUTF8(s, "\uFFFD"))
-}
+// clip quotes user input for a message, cut by domain.Clip; the quoting
+// escapes control characters so nothing raw is echoed back.
+func clip(s string) string { return strconv.Quote(domain.Clip(s)) }
 
 // pathID is the {id} path value: 1..MaxIDBytes bytes of valid UTF-8
 // without control characters. Ids are otherwise opaque (the write side
@@ -145,8 +139,6 @@ func durationParam(q url.Values, name string, max time.Duration) (d time.Duratio
 	}
 	return d, true, nil
 }
-
-var currencyRE = regexp.MustCompile(`^[A-Z]{3}$`)
 
 // History cursors are opaque to clients: "h1" + the store's cursor (a
 // decimal version), base64url. Anything else is refused before the store.

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -196,8 +195,6 @@ var envelopeFields = map[string]bool{
 	"type": true, "command_id": true, "expected_version": true, "correlation_id": true,
 }
 
-var currencyRE = regexp.MustCompile(`^[A-Z]{3}$`)
-
 // parseCommand validates one JSON command and builds its Avro record. A
 // missing command_id is filled with a random UUID; issued_at is now,
 // truncated to milliseconds (the precision of timestamp-millis).
@@ -230,7 +227,7 @@ func parseCommand(data []byte, now time.Time) (*command, *FieldError) {
 	}
 	spec, ok := specs[short]
 	if !ok {
-		return nil, fieldErr("type", "unknown command type %q; want one of OpenAccount, DepositFunds, WithdrawFunds, TransferFunds, CloseAccount", clip(typeName))
+		return nil, fieldErr("type", "unknown command type %q; want one of OpenAccount, DepositFunds, WithdrawFunds, TransferFunds, CloseAccount", domain.Clip(typeName))
 	}
 
 	// Unknown fields first, in a stable order, so a typo is reported as
@@ -272,7 +269,7 @@ func parseCommand(data []byte, now time.Time) (*command, *FieldError) {
 			return nil, fieldErr(b.Field, "%s", b.Message)
 		}
 		if domain.ReservedCommandID(env.commandID) {
-			return nil, fieldErr("command_id", "the suffixes %s and %s are reserved for saga commands", domain.CreditSuffix, domain.RefundSuffix)
+			return nil, fieldErr("command_id", "%s", domain.ReservedCommandIDMessage(env.commandID))
 		}
 	} else if _, present := obj["command_id"]; present && !isNull(obj["command_id"]) {
 		return nil, fieldErr("command_id", "must not be empty; omit it to have one assigned")
@@ -317,8 +314,8 @@ func parseCommand(data []byte, now time.Time) (*command, *FieldError) {
 			if fs.kind == kindID && strings.TrimSpace(s) == "" {
 				return nil, fieldErr(fs.name, "must not be empty")
 			}
-			if fs.kind == kindCurrency && !currencyRE.MatchString(s) {
-				return nil, fieldErr(fs.name, "must be an ISO-4217 code of three upper-case letters, got %q", clip(s))
+			if fs.kind == kindCurrency && !domain.ValidCurrency(s) {
+				return nil, fieldErr(fs.name, "must be an ISO-4217 code of three upper-case letters, got %q", domain.Clip(s))
 			}
 			if b := textBounds(fs, s); b != nil {
 				return nil, fieldErr(b.Field, "%s", b.Message)
@@ -455,20 +452,11 @@ func intField(name string, raw json.RawMessage) (int64, *FieldError) {
 		return 0, fieldErr(name, "must be an integer")
 	}
 	if !r.IsInt() {
-		return 0, fieldErr(name, "must be a whole number of minor units, got %s", clip(s))
+		return 0, fieldErr(name, "must be a whole number of minor units, got %s", domain.Clip(s))
 	}
 	n := r.Num()
 	if !n.IsInt64() {
 		return 0, fieldErr(name, "is out of range (a 64-bit integer)")
 	}
 	return n.Int64(), nil
-}
-
-// clip shortens user input quoted in messages.
-func clip(s string) string {
-	const max = 64
-	if len(s) <= max {
-		return s
-	}
-	return s[:max] + "…"
 }

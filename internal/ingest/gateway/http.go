@@ -157,7 +157,7 @@ func (g *Gateway) parseWait(w http.ResponseWriter, r *http.Request) (time.Durati
 	d, err := time.ParseDuration(q.Get("wait"))
 	switch {
 	case err != nil:
-		ops.WriteError(w, http.StatusBadRequest, CodeInvalidWait, fmt.Sprintf("wait=%q: want a duration such as 5s or 500ms", clip(q.Get("wait"))))
+		ops.WriteError(w, http.StatusBadRequest, CodeInvalidWait, fmt.Sprintf("wait=%q: want a duration such as 5s or 500ms", domain.Clip(q.Get("wait"))))
 		return 0, false
 	case d < 0 || d > g.cfg.MaxWait:
 		ops.WriteError(w, http.StatusBadRequest, CodeInvalidWait, fmt.Sprintf("wait=%s: want 0 to %s", d, g.cfg.MaxWait))

@@ -426,7 +426,7 @@ func (pt *part) handle(r *kgo.Record) error {
 	// send one: the gateway refuses it) is dead-lettered with a rejected
 	// result; nothing of it enters the state.
 	if b := domain.CheckBounds(cmd); b != nil {
-		return pt.dlq(r, typ, "out of bounds: "+clip(b.Error()), in)
+		return pt.dlq(r, typ, "out of bounds: "+domain.Clip(b.Error()), in)
 	}
 	// An id seen before is answered before anything else, so that a
 	// repeat of a dead-lettered command gets its first outcome too.
@@ -437,7 +437,7 @@ func (pt *part) handle(r *kgo.Record) error {
 	case want != r.Partition:
 		return pt.dlq(r, typ, fmt.Sprintf("misrouted: key hashes to partition %d with Kafka's murmur2 partitioner", want), in)
 	case env.AggregateID != string(r.Key):
-		return pt.dlq(r, typ, fmt.Sprintf("key %q is not the aggregate_id %q", clip(string(r.Key)), clip(env.AggregateID)), in)
+		return pt.dlq(r, typ, fmt.Sprintf("key %q is not the aggregate_id %q", domain.Clip(string(r.Key)), domain.Clip(env.AggregateID)), in)
 	}
 
 	state := pt.account(env.AggregateID)
@@ -447,9 +447,7 @@ func (pt *part) handle(r *kgo.Record) error {
 		d.Rejection = &domain.Rejection{Reason: domain.ReasonInvalidCommand,
 			Message: typ + " is internal: only the processor may issue it"}
 	case !in.saga && domain.ReservedCommandID(env.CommandID):
-		d.Rejection = &domain.Rejection{Reason: domain.ReasonInvalidCommand,
-			Message: fmt.Sprintf("command_id %q: the suffixes %s and %s are reserved for saga commands",
-				clip(env.CommandID), domain.CreditSuffix, domain.RefundSuffix)}
+		d.Rejection = &domain.Rejection{Reason: domain.ReasonInvalidCommand, Message: domain.ReservedCommandIDMessage(env.CommandID)}
 	default:
 		d = domain.Decide(state, cmd)
 	}
@@ -502,7 +500,7 @@ func (pt *part) again(in *input, typ string, first firstOutcome) error {
 	} else {
 		res = pt.rejection(in, domain.ReasonIdempotencyKeyReused, fmt.Sprintf(
 			"command_id %q was already used for a different request (another account, type or body); "+
-				"that request's outcome stands and this one is not applied: send a new command_id", clip(env.CommandID)))
+				"that request's outcome stands and this one is not applied: send a new command_id", domain.Clip(env.CommandID)))
 		mark = HeaderReused
 		pt.outcomes[outcomeReused]++
 	}
@@ -725,7 +723,7 @@ func (pt *part) dlq(r *kgo.Record, typ, reason string, in *input) error {
 	}
 	res := pt.rejection(in, domain.ReasonDeadLettered, fmt.Sprintf(
 		"%s; the command was copied to %s with source-topic=%s source-partition=%d source-offset=%d",
-		clip(reason), p.names.DLQ, r.Topic, r.Partition, r.Offset))
+		domain.Clip(reason), p.names.DLQ, r.Topic, r.Partition, r.Offset))
 	first := summarize(res, in.request)
 	out, err := pt.result(in, res, first, "")
 	if err != nil {
@@ -741,13 +739,4 @@ func (pt *part) dlq(r *kgo.Record, typ, reason string, in *input) error {
 	}
 	pt.b.emit(out)
 	return nil
-}
-
-// clip bounds user-supplied strings quoted in messages.
-func clip(s string) string {
-	const n = 64
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "..."
 }
