@@ -92,3 +92,14 @@ func NewValue(fullName string) (any, bool) {
 	}
 	return t.new(), true
 }
+
+// The symbols of the schemas' enums, which the generated types carry as
+// strings (TestEnumSymbols keeps them in step with schemas/).
+const (
+	// CommandResult.Status (ledger.results.CommandStatus).
+	StatusAccepted = "ACCEPTED"
+	StatusRejected = "REJECTED"
+	// AccountSnapshot.Status (ledger.snapshots.AccountStatus).
+	AccountStatusOpen   = "OPEN"
+	AccountStatusClosed = "CLOSED"
+)

@@ -28,6 +28,12 @@ const (
 	StatusClosed = "closed"
 )
 
+// Outcome statuses.
+const (
+	OutcomeAccepted = "accepted"
+	OutcomeRejected = "rejected"
+)
+
 // Transfer statuses. A transfer only moves forward: pending → completed | refunded.
 const (
 	TransferPending   = "pending"
@@ -162,9 +168,9 @@ func OutcomeFromRecord(r *kgo.Record) (Outcome, error) {
 
 // OutcomeOf maps a CommandResult to its view; the status is lower case.
 func OutcomeOf(cr *codec.CommandResult) Outcome {
-	status := "rejected"
-	if cr.Status == "ACCEPTED" || cr.Status == "accepted" {
-		status = "accepted"
+	status := OutcomeRejected
+	if cr.Status == codec.StatusAccepted {
+		status = OutcomeAccepted
 	}
 	return Outcome{
 		CommandID: cr.CommandID, AggregateID: cr.AggregateID, CommandType: cr.CommandType,

@@ -24,7 +24,7 @@ type eventRef struct {
 
 func outcomeOf(r *codec.CommandResult) *outcome {
 	o := &outcome{
-		accepted: r.Status == "ACCEPTED",
+		accepted: r.Status == codec.StatusAccepted,
 		reason:   r.Reason,
 		message:  r.Message,
 		version:  r.Version,

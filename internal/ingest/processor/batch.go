@@ -522,7 +522,7 @@ func (pt *part) rejection(in *input, reason domain.Reason, message string) *code
 		AggregateID:   env.AggregateID,
 		CommandType:   in.cmd.Type(),
 		CorrelationID: env.CorrelationID,
-		Status:        statusRejected,
+		Status:        codec.StatusRejected,
 		Reason:        string(reason),
 		Message:       message,
 		Version:       pt.account(env.AggregateID).Version,
@@ -580,13 +580,13 @@ func (pt *part) outputs(in *input, d domain.Decision, next domain.Account) ([]*k
 		AggregateID:   env.AggregateID,
 		CommandType:   cmd.Type(),
 		CorrelationID: env.CorrelationID,
-		Status:        statusAccepted,
+		Status:        codec.StatusAccepted,
 		Version:       next.Version,
 		Events:        refs,
 		ProcessedAt:   pt.b.now,
 	}
 	if d.Rejection != nil {
-		res.Status = statusRejected
+		res.Status = codec.StatusRejected
 		res.Reason = string(d.Rejection.Reason)
 		res.Message = d.Rejection.Message
 	}

@@ -8,16 +8,6 @@ import (
 	"github.com/cqrs-ledger/ledger/internal/domain"
 )
 
-// Snapshot status symbols (the AccountStatus enum) and result status symbols
-// (the CommandStatus enum).
-const (
-	snapshotOpen   = "OPEN"
-	snapshotClosed = "CLOSED"
-
-	statusAccepted = "ACCEPTED"
-	statusRejected = "REJECTED"
-)
-
 // toCommand converts a decoded codec record into a domain command; ok is
 // false when v is not a command (an event, a snapshot, a result).
 func toCommand(v any) (domain.Command, bool) {
@@ -163,9 +153,9 @@ func fromEvent(e domain.Event) (any, error) {
 
 // toSnapshot is the snapshot record of an opened account.
 func toSnapshot(a domain.Account) *codec.AccountSnapshot {
-	status := snapshotOpen
+	status := codec.AccountStatusOpen
 	if a.Status == domain.StatusClosed {
-		status = snapshotClosed
+		status = codec.AccountStatusClosed
 	}
 	return &codec.AccountSnapshot{
 		AggregateID:    a.ID,
@@ -191,9 +181,9 @@ func fromSnapshot(s *codec.AccountSnapshot) (domain.Account, error) {
 		UpdatedAt:      s.UpdatedAt,
 	}
 	switch s.Status {
-	case snapshotOpen:
+	case codec.AccountStatusOpen:
 		a.Status = domain.StatusOpen
-	case snapshotClosed:
+	case codec.AccountStatusClosed:
 		a.Status = domain.StatusClosed
 	default:
 		return domain.Account{}, fmt.Errorf("snapshot of %q: unknown status %q", s.AggregateID, s.Status)

@@ -69,7 +69,7 @@ func summarize(res *codec.CommandResult, request [16]byte) firstOutcome {
 		cmdType: indexOf(commandTypes, res.CommandType),
 		events:  uint8(min(len(res.Events), 255)),
 	}
-	if res.Status != statusAccepted {
+	if res.Status != codec.StatusAccepted {
 		o.reason = indexOf(reasons, domain.Reason(res.Reason))
 		if o.reason == 0 {
 			o.reason = indexOf(reasons, domain.ReasonInvalidCommand)
@@ -92,7 +92,7 @@ func (o firstOutcome) result(commandID, aggregateID, correlationID string) *code
 		CommandID:     commandID,
 		AggregateID:   aggregateID,
 		CorrelationID: correlationID,
-		Status:        statusAccepted,
+		Status:        codec.StatusAccepted,
 		Version:       o.version,
 		Events:        []codec.EventRef{},
 		ProcessedAt:   time.UnixMilli(o.at).UTC(),
@@ -101,7 +101,7 @@ func (o firstOutcome) result(commandID, aggregateID, correlationID string) *code
 		res.CommandType = commandTypes[o.cmdType-1]
 	}
 	if o.reason > 0 {
-		res.Status = statusRejected
+		res.Status = codec.StatusRejected
 		res.Reason = string(reasons[o.reason-1])
 		res.Message = "repeat of command " + commandID + ": this is its first outcome"
 		return res

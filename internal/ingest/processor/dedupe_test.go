@@ -39,7 +39,7 @@ func TestIndexComparesWholeIDs(t *testing.T) {
 // reads back the same, and rebuilds the first result.
 func TestDedupeHeaderRoundTrip(t *testing.T) {
 	at := time.Date(2026, 5, 6, 7, 8, 9, 10_000_000, time.UTC)
-	res := &codec.CommandResult{CommandID: "c", AggregateID: "acc", CommandType: domain.TypeDepositFunds, Status: statusAccepted,
+	res := &codec.CommandResult{CommandID: "c", AggregateID: "acc", CommandType: domain.TypeDepositFunds, Status: codec.StatusAccepted,
 		Version: 7, Events: []codec.EventRef{{EventID: "acc/7", Type: domain.TypeFundsDeposited, Version: 7}}, ProcessedAt: at}
 	fp := fingerprint(&domain.DepositFunds{Envelope: domain.Envelope{CommandID: "c", AggregateID: "acc"}, Amount: 5})
 	o := summarize(res, fp)
@@ -52,7 +52,7 @@ func TestDedupeHeaderRoundTrip(t *testing.T) {
 		t.Fatalf("rebuilt result %+v, want %+v", again, res)
 	}
 	rej := *res
-	rej.Status, rej.Reason, rej.Events = statusRejected, string(domain.ReasonDeadLettered), nil
+	rej.Status, rej.Reason, rej.Events = codec.StatusRejected, string(domain.ReasonDeadLettered), nil
 	if got := summarize(&rej, fp).result("c", "acc", ""); got.Reason != "dead_lettered" {
 		t.Fatalf("rejected first outcome rebuilt as %+v", got)
 	}

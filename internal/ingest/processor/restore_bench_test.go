@@ -101,7 +101,7 @@ func BenchmarkRestoreDedupe(b *testing.B) {
 		id := fmt.Sprintf("cmd-%016x-%08d", uint64(i)*0x9e3779b97f4a7c15, i) // 34 bytes, like a UUID
 		agg := fmt.Sprintf("acc-%07d", i%1_000_000)
 		res := &codec.CommandResult{CommandID: id, AggregateID: agg, CommandType: "ledger.commands.DepositFunds",
-			Status: statusAccepted, Version: int64(2 + i%50),
+			Status: codec.StatusAccepted, Version: int64(2 + i%50),
 			Events:      []codec.EventRef{{EventID: agg + "/" + strconv.Itoa(2+i%50), Type: "ledger.events.FundsDeposited", Version: int64(2 + i%50)}},
 			ProcessedAt: now}
 		v, err := codec.Default().Encode(res)
