@@ -1,7 +1,7 @@
 # The two commands for a fresh machine:
 #   make run    install and start the local stack, apply the topology, start the binaries
 #   make test   install and start the local stack, then vet, format-check and run every test
-.PHONY: run test build generate stack-up stack-down stack-status stack-reset stop fuzz
+.PHONY: run test test-unit build generate stack-up stack-down stack-status stack-reset stop fuzz
 
 GO ?= go
 
@@ -10,6 +10,12 @@ run:
 
 test:
 	scripts/test
+
+# Every test that needs no service (no Kafka, Redis, ClickHouse, registry or
+# client toolchain): kfake, the domain, the codec, the handlers. Tests that
+# need a service are skipped; make test runs them all.
+test-unit:
+	LEDGER_UNIT_ONLY=1 CI= $(GO) test -count=1 ./...
 
 build:
 	$(GO) build -o bin/ ./cmd/...

@@ -66,6 +66,7 @@ func TestPythonClients(t *testing.T) {
 // to provide it; in CI it fails.
 func interopSetting(t *testing.T, name, what string) string {
 	t.Helper()
+	testenv.SkipIfUnitOnly(t, what)
 	v := os.Getenv(name)
 	if v != "" {
 		return v

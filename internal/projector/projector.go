@@ -250,15 +250,6 @@ func New(cfg Config) (*Projector, error) {
 	return p, nil
 }
 
-// Run creates a projector from cfg and runs it until ctx ends.
-func Run(ctx context.Context, cfg Config) error {
-	p, err := New(cfg)
-	if err != nil {
-		return err
-	}
-	return p.Run(ctx)
-}
-
 // Group is the consumer group the projector is a member of.
 func (p *Projector) Group() string { return p.cfg.Group }
 

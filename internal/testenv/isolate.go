@@ -115,6 +115,7 @@ func ClickHouseDB(t testing.TB) (clickhouse.Conn, string) {
 // answer fails it.
 func SchemaRegistry(t testing.TB) string {
 	t.Helper()
+	SkipIfUnitOnly(t, "a schema registry")
 	url := strings.TrimRight(os.Getenv("LEDGER_TEST_SCHEMA_REGISTRY"), "/")
 	if url == "" {
 		msg := "LEDGER_TEST_SCHEMA_REGISTRY is not set: start one with `scripts/stack up registry && source .stack/env`"

@@ -29,6 +29,7 @@ type PrivateKafka struct {
 // the test fails when CI is set and is skipped otherwise.
 func StartKafka(t testing.TB) *PrivateKafka {
 	t.Helper()
+	SkipIfUnitOnly(t, "a private Kafka broker")
 	java, err := exec.LookPath("java")
 	if err != nil {
 		missing(t, "java", "apt-get install openjdk-17-jre-headless")

@@ -25,6 +25,7 @@ import (
 // binary the test fails when CI is set and is skipped otherwise.
 func StartRedis(t testing.TB) (addr string, stop, start func()) {
 	t.Helper()
+	SkipIfUnitOnly(t, "redis-server")
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
 		missing(t, "redis-server", "apt-get install redis-server")
@@ -46,6 +47,7 @@ func StartRedis(t testing.TB) (addr string, stop, start func()) {
 // missing fails (CI) or skips t because a server binary is not installed.
 func missing(t testing.TB, bin, install string) {
 	t.Helper()
+	SkipIfUnitOnly(t, bin)
 	msg := fmt.Sprintf("%s not found in PATH; install it (%s) or run `scripts/stack up`", bin, install)
 	if inCI() {
 		t.Fatalf("%s (CI is set, so a missing service is a failure)", msg)
@@ -202,6 +204,7 @@ func redisPing(addr string) error {
 // skipped otherwise.
 func StartClickHouse(t testing.TB) (addr string, stop, start func()) {
 	t.Helper()
+	SkipIfUnitOnly(t, "clickhouse-server")
 	bin, err := exec.LookPath("clickhouse-server")
 	if err != nil {
 		missing(t, "clickhouse-server", "apt-get install clickhouse-server")

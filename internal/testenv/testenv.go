@@ -61,8 +61,22 @@ func ClickHouse(t testing.TB) string { return chSvc.get(t) }
 
 func inCI() bool { return os.Getenv("CI") != "" && os.Getenv("CI") != "false" }
 
+// UnitOnly reports a run of the tests that need no service (make
+// test-unit sets LEDGER_UNIT_ONLY=1): every test that needs one is
+// skipped at once, without looking for the stack or Docker.
+func UnitOnly() bool { return os.Getenv("LEDGER_UNIT_ONLY") == "1" }
+
+// SkipIfUnitOnly skips t in a unit-only run; what names the service it needs.
+func SkipIfUnitOnly(t testing.TB, what string) {
+	t.Helper()
+	if UnitOnly() {
+		t.Skipf("needs %s; skipped by LEDGER_UNIT_ONLY=1 (make test-unit). make test runs it", what)
+	}
+}
+
 func (s *service) get(t testing.TB) string {
 	t.Helper()
+	SkipIfUnitOnly(t, s.name)
 	s.once.Do(s.resolve)
 	if s.failure != "" {
 		if inCI() {

@@ -143,7 +143,6 @@ func (p *Processor) restoreOnce(ctx context.Context, ids []int32) (map[int32]*pa
 			"partition", id,
 			"snapshots_read", st.snapshots,
 			"aggregates_restored", len(out[id].accounts),
-			"events_replayed", 0, // every transaction snapshots what it touched
 			"results_read", st.results,
 			"dedupe_entries", out[id].dedupe.len(),
 			"snapshots_hwm", st.hwm[0], "snapshots_lso_at_start", st.lso[0],
