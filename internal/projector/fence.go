@@ -70,13 +70,22 @@ func (p *Projector) announce(ctx context.Context, deadline time.Time) error {
 		req.InstanceID = &p.cfg.InstanceID
 	}
 	byTopic := map[string]int{}
+	names := map[[16]byte]string{}
 	for k, off := range first {
 		i, ok := byTopic[k.topic]
 		if !ok {
 			i = len(req.Topics)
 			byTopic[k.topic] = i
 			t := kmsg.NewOffsetCommitRequestTopic()
+			// Name up to v9, id from v10 (KIP-848), whichever the broker
+			// speaks: a request without the id is refused by brokers that
+			// speak v10 (UNKNOWN_TOPIC_ID).
 			t.Topic = k.topic
+			id, err := p.topicID(ctx, k.topic)
+			if err != nil {
+				return fmt.Errorf("projector: announce the write: %w", err)
+			}
+			t.TopicID, names[id] = id, k.topic
 			req.Topics = append(req.Topics, t)
 		}
 		pt := kmsg.NewOffsetCommitRequestTopicPartition()
@@ -88,13 +97,40 @@ func (p *Projector) announce(ctx context.Context, deadline time.Time) error {
 		return fmt.Errorf("projector: announce the write: %w", err)
 	}
 	for _, t := range resp.Topics {
+		name := t.Topic
+		if name == "" {
+			name = names[t.TopicID]
+		}
 		for _, pt := range t.Partitions {
 			if err := kerr.ErrorForCode(pt.ErrorCode); err != nil {
-				return fmt.Errorf("%w: %s/%d: %w", errFenced, t.Topic, pt.Partition, err)
+				if errors.Is(err, kerr.UnknownTopicID) {
+					p.topicIDs = nil // look them up again next time
+				}
+				return fmt.Errorf("%w: %s/%d: %w", errFenced, name, pt.Partition, err)
 			}
 		}
 	}
 	return nil
+}
+
+// topicID returns the id of topic, from the cluster's metadata once.
+func (p *Projector) topicID(ctx context.Context, topic string) ([16]byte, error) {
+	if id, ok := p.topicIDs[topic]; ok {
+		return id, nil
+	}
+	md, err := kadm.NewClient(p.cl).Metadata(ctx, topic)
+	if err != nil {
+		return [16]byte{}, fmt.Errorf("metadata of %s: %w", topic, err)
+	}
+	d, ok := md.Topics[topic]
+	if !ok || d.Err != nil {
+		return [16]byte{}, fmt.Errorf("metadata of %s: %v", topic, d.Err)
+	}
+	if p.topicIDs == nil {
+		p.topicIDs = map[string][16]byte{}
+	}
+	p.topicIDs[topic] = d.ID
+	return d.ID, nil
 }
 
 // previousDeadline reads the write deadlines announced for the partitions

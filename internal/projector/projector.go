@@ -182,6 +182,7 @@ type Projector struct {
 	failures int       // consecutive failed applies of the pending batch
 	next     map[tp]int64
 	hw       map[tp]int64
+	topicIDs map[string][16]byte // for the announce's OffsetCommit v10+
 
 	mu        sync.Mutex // guards revoked, failing and notBefore
 	revoked   map[tp]bool
