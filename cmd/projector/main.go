@@ -19,10 +19,13 @@ import (
 	"github.com/peterbourgon/ff/v3"
 	"github.com/peterbourgon/ff/v3/ffcli"
 
+	"github.com/cqrs-ledger/ledger/internal/chsink"
 	"github.com/cqrs-ledger/ledger/internal/config"
 	"github.com/cqrs-ledger/ledger/internal/kafkax"
 	"github.com/cqrs-ledger/ledger/internal/ops"
 	"github.com/cqrs-ledger/ledger/internal/projector"
+	"github.com/cqrs-ledger/ledger/internal/rebuild"
+	"github.com/cqrs-ledger/ledger/internal/redissink"
 )
 
 func main() {
@@ -155,11 +158,32 @@ func run(args []string) error {
 			if err != nil {
 				return err
 			}
-			r := rebuilder{common: rc, log: log, progress: progress, switchTimeout: timeout}
-			if view == "redis" {
-				return r.rebuildRedis(ctx)
+			cfg := rebuild.Config{Kafka: rc.kafka, SwitchTimeout: timeout, Log: log}
+			cfg.Progress, cfg.Done = progressBar(view, progress)
+			switch view {
+			case "redis":
+				rdb, err := redissink.NewClient(rc.redis)
+				if err != nil {
+					return err
+				}
+				defer rdb.Close()
+				cfg.View = redissink.NewRebuildView(rdb, rc.redis.KeyPrefix)
+			default:
+				if err := chsink.EnsureDatabase(ctx, rc.ch); err != nil {
+					return err
+				}
+				conn, err := chsink.Open(rc.ch)
+				if err != nil {
+					return err
+				}
+				defer conn.Close()
+				v, err := chsink.NewRebuildView(ctx, conn, chsink.Options{Database: rc.ch.Database, Cluster: rc.ch.Cluster}, log.With("view", "clickhouse"))
+				if err != nil {
+					return err
+				}
+				cfg.View = v
 			}
-			return r.rebuildClickHouse(ctx)
+			return rebuild.Run(ctx, cfg)
 		},
 	}
 
