@@ -68,7 +68,7 @@ func BenchmarkProjection(b *testing.B) {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		for _, g := range []string{redisGroup, chGroup} {
-			_ = projector.DeleteGroup(ctx, s.kafka, g)
+			_ = kafkax.DeleteGroup(ctx, s.kafka, g)
 		}
 	})
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))

@@ -15,6 +15,7 @@ import (
 
 	"github.com/cqrs-ledger/ledger/internal/codec"
 
+	"github.com/cqrs-ledger/ledger/internal/kafkax"
 	"github.com/cqrs-ledger/ledger/internal/projection/projectiontest"
 	"github.com/cqrs-ledger/ledger/internal/projector"
 	"github.com/cqrs-ledger/ledger/internal/redissink"
@@ -83,7 +84,7 @@ func TestReplayThenLiveGroupResumes(t *testing.T) {
 		}
 	})
 	group := projector.GenerationGroup(e.kafka.TopicPrefix, sink.Name(), 1)
-	if err := projector.CommitGroupOffsets(ctx, e.kafka, group, pos); err != nil {
+	if err := kafkax.CommitGroupOffsets(ctx, e.kafka, group, pos); err != nil {
 		t.Fatal(err)
 	}
 
@@ -151,11 +152,11 @@ func TestFollowerSwitchesGenerations(t *testing.T) {
 	if err := rp.Run(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if err := projector.CommitGroupOffsets(ctx, e.kafka, g1, rp.Positions()); err != nil {
+	if err := kafkax.CommitGroupOffsets(ctx, e.kafka, g1, rp.Positions()); err != nil {
 		t.Fatal(err)
 	}
 	gen.Store(1)
-	if err := projector.WaitGroupEmpty(ctx, e.kafka, g0, 20*time.Second); err != nil {
+	if err := kafkax.WaitGroupEmpty(ctx, e.kafka, g0, 20*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	produceHistory(t, e, h.Events[2*third:])
@@ -170,7 +171,7 @@ func TestFollowerSwitchesGenerations(t *testing.T) {
 	if n := gauge(t, reg, "ledger_projector_lag"); n != 0 {
 		t.Fatalf("lag after the switch: %v", n)
 	}
-	if err := projector.DeleteGroup(ctx, e.kafka, g0); err != nil {
+	if err := kafkax.DeleteGroup(ctx, e.kafka, g0); err != nil {
 		t.Fatal(err)
 	}
 }

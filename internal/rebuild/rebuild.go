@@ -44,6 +44,7 @@ import (
 	"time"
 
 	"github.com/cqrs-ledger/ledger/internal/config"
+	"github.com/cqrs-ledger/ledger/internal/kafkax"
 	"github.com/cqrs-ledger/ledger/internal/projection"
 	"github.com/cqrs-ledger/ledger/internal/projector"
 )
@@ -167,7 +168,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 			}
 			log.Warn("switch abandoned; live projectors resume", "current", cur)
 		}()
-		if err := projector.WaitGroupEmpty(ctx, cfg.Kafka, oldGroup, cfg.SwitchTimeout); err != nil {
+		if err := kafkax.WaitGroupEmpty(ctx, cfg.Kafka, oldGroup, cfg.SwitchTimeout); err != nil {
 			return fmt.Errorf("live projectors did not pause: %w", err)
 		}
 		pauseAt = time.Now()
@@ -176,7 +177,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	if err != nil {
 		return fmt.Errorf("final catch-up: %w", err)
 	}
-	if err := projector.CommitGroupOffsets(ctx, cfg.Kafka, newGroup, rp.Positions()); err != nil {
+	if err := kafkax.CommitGroupOffsets(ctx, cfg.Kafka, newGroup, rp.Positions()); err != nil {
 		return err
 	}
 	if err := lock.Check(); err != nil {
@@ -193,7 +194,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 
 	if !v.Pauses() {
 		// The live projectors leave the old group within a poll interval.
-		if err := projector.WaitGroupEmpty(ctx, cfg.Kafka, oldGroup, cfg.SwitchTimeout); err != nil {
+		if err := kafkax.WaitGroupEmpty(ctx, cfg.Kafka, oldGroup, cfg.SwitchTimeout); err != nil {
 			log.Warn("old group still has members; deleting the old generation anyway", "err", err)
 		}
 	}
@@ -201,7 +202,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	if err != nil {
 		return fmt.Errorf("drop generation %d: %w", old, err)
 	}
-	if err := projector.DeleteGroup(ctx, cfg.Kafka, oldGroup); err != nil {
+	if err := kafkax.DeleteGroup(ctx, cfg.Kafka, oldGroup); err != nil {
 		log.Warn("could not delete the old group", "err", err)
 	}
 	log.Info("rebuild done", "records_applied", rp.Applied, "skipped", rp.Skipped, "final_catch_up", n,
