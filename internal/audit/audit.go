@@ -113,11 +113,12 @@ type meta struct {
 // one aggregate must be added in log order; aggregates may interleave.
 func (l *Ledger) Add(ev any) {
 	l.init()
-	m, ok := metaOf(ev)
+	f, ok := codec.FactsOf(ev)
 	if !ok {
 		l.problem("not an event: %T", ev)
 		return
 	}
+	m := meta{f.EventID, f.AggregateID, f.CommandID, f.Version}
 	l.Events++
 	if _, dup := l.eventIDs[m.eventID]; dup {
 		l.problem("event %s written twice (aggregate %s version %d)", m.eventID, m.aggregate, m.version)
@@ -149,60 +150,42 @@ func (l *Ledger) Add(ev any) {
 		acc.Balance = after
 		l.totals(acc.Currency).Events++
 	}
-	switch e := ev.(type) {
-	case *codec.AccountOpened:
+	switch {
+	case f.Open:
 		if acc.Currency != "" {
 			l.problem("aggregate %s opened twice (event %s)", m.aggregate, m.eventID)
 		}
-		acc.Currency = e.Currency
-		l.totals(e.Currency).Events++
-	case *codec.FundsDeposited:
-		move(e.Currency, e.Amount, e.BalanceAfter)
-		l.totals(e.Currency).Deposits += e.Amount
-	case *codec.FundsWithdrawn:
-		move(e.Currency, -e.Amount, e.BalanceAfter)
-		l.totals(e.Currency).Withdrawals += e.Amount
-	case *codec.TransferDebited:
-		move(e.Currency, -e.Amount, e.BalanceAfter)
-		t := l.transfer(e.TransferID)
-		t.Debited++
-		t.Amount, t.Currency, t.From, t.To = e.Amount, e.Currency, m.aggregate, e.ToAccountID
-		l.totals(e.Currency).InFlight += e.Amount
-	case *codec.TransferCredited:
-		move(e.Currency, e.Amount, e.BalanceAfter)
-		l.transfer(e.TransferID).Credited++
-		l.totals(e.Currency).InFlight -= e.Amount
-	case *codec.TransferRefunded:
-		move(e.Currency, e.Amount, e.BalanceAfter)
-		l.transfer(e.TransferID).Refunded++
-		l.totals(e.Currency).InFlight -= e.Amount
-	case *codec.AccountClosed:
+		acc.Currency = f.Currency
+		l.totals(f.Currency).Events++
+	case f.Money:
+		move(f.Currency, f.Amount, f.BalanceAfter)
+		t := l.totals(f.Currency)
+		switch f.Transfer {
+		case codec.NoTransfer: // money in or out of the ledger
+			if f.Amount > 0 {
+				t.Deposits += f.Amount
+			} else {
+				t.Withdrawals += f.Magnitude()
+			}
+		case codec.TransferDebitedStep:
+			tr := l.transfer(f.TransferID)
+			tr.Debited++
+			tr.Amount, tr.Currency, tr.From, tr.To = f.Magnitude(), f.Currency, m.aggregate, f.Counterparty
+			t.InFlight += f.Magnitude()
+		case codec.TransferCreditedStep:
+			l.transfer(f.TransferID).Credited++
+			t.InFlight -= f.Magnitude()
+		case codec.TransferRefundedStep:
+			l.transfer(f.TransferID).Refunded++
+			t.InFlight -= f.Magnitude()
+		}
+	case f.Close:
 		if acc.Balance != 0 {
 			l.problem("aggregate %s closed with balance %d", m.aggregate, acc.Balance)
 		}
 		acc.Closed = true
 		l.totals(acc.Currency).Events++
 	}
-}
-
-func metaOf(ev any) (meta, bool) {
-	switch e := ev.(type) {
-	case *codec.AccountOpened:
-		return meta{e.EventID, e.AggregateID, e.CommandID, e.Version}, true
-	case *codec.FundsDeposited:
-		return meta{e.EventID, e.AggregateID, e.CommandID, e.Version}, true
-	case *codec.FundsWithdrawn:
-		return meta{e.EventID, e.AggregateID, e.CommandID, e.Version}, true
-	case *codec.TransferDebited:
-		return meta{e.EventID, e.AggregateID, e.CommandID, e.Version}, true
-	case *codec.TransferCredited:
-		return meta{e.EventID, e.AggregateID, e.CommandID, e.Version}, true
-	case *codec.TransferRefunded:
-		return meta{e.EventID, e.AggregateID, e.CommandID, e.Version}, true
-	case *codec.AccountClosed:
-		return meta{e.EventID, e.AggregateID, e.CommandID, e.Version}, true
-	}
-	return meta{}, false
 }
 
 // Check returns every violated invariant. With settled, every transfer must

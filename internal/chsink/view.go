@@ -99,50 +99,30 @@ func rowOf(e projection.Event) eventRow {
 		EventID: e.EventID, AggregateID: e.AggregateID, Version: e.Version, CommandID: e.CommandID,
 		OccurredAt: e.OccurredAt, Partition: e.Partition, Offset: e.Offset,
 	}
-	env := func(typ, eventID, agg string, ver int64, cmd, corr, cause string, at time.Time) {
-		r.Type = typ
-		if r.EventID == "" {
-			r.EventID = eventID
-		}
-		if r.AggregateID == "" {
-			r.AggregateID = agg
-		}
-		if r.Version == 0 {
-			r.Version = ver
-		}
-		if r.CommandID == "" {
-			r.CommandID = cmd
-		}
-		if r.OccurredAt.IsZero() {
-			r.OccurredAt = at
-		}
-		r.CorrelationID, r.Causation = corr, cause
+	f, ok := codec.FactsOf(e.Value)
+	if !ok {
+		return r // not a ledger event (projection.ErrUnknownEvent)
 	}
-	switch x := e.Value.(type) {
-	case *codec.AccountOpened:
-		env("AccountOpened", x.EventID, x.AggregateID, x.Version, x.CommandID, x.CorrelationID, x.CausationID, x.OccurredAt)
-		r.Owner, r.Currency, r.OverdraftLimit = x.Owner, x.Currency, x.OverdraftLimit
-	case *codec.FundsDeposited:
-		env("FundsDeposited", x.EventID, x.AggregateID, x.Version, x.CommandID, x.CorrelationID, x.CausationID, x.OccurredAt)
-		r.Currency, r.Amount, r.BalanceAfter, r.Reference, r.money = x.Currency, x.Amount, x.BalanceAfter, x.Reference, true
-	case *codec.FundsWithdrawn:
-		env("FundsWithdrawn", x.EventID, x.AggregateID, x.Version, x.CommandID, x.CorrelationID, x.CausationID, x.OccurredAt)
-		r.Currency, r.Amount, r.BalanceAfter, r.Reference, r.money = x.Currency, -x.Amount, x.BalanceAfter, x.Reference, true
-	case *codec.TransferDebited:
-		env("TransferDebited", x.EventID, x.AggregateID, x.Version, x.CommandID, x.CorrelationID, x.CausationID, x.OccurredAt)
-		r.Currency, r.Amount, r.BalanceAfter, r.money = x.Currency, -x.Amount, x.BalanceAfter, true
-		r.TransferID, r.Counterparty = x.TransferID, x.ToAccountID
-	case *codec.TransferCredited:
-		env("TransferCredited", x.EventID, x.AggregateID, x.Version, x.CommandID, x.CorrelationID, x.CausationID, x.OccurredAt)
-		r.Currency, r.Amount, r.BalanceAfter, r.money = x.Currency, x.Amount, x.BalanceAfter, true
-		r.TransferID, r.Counterparty = x.TransferID, x.FromAccountID
-	case *codec.TransferRefunded:
-		env("TransferRefunded", x.EventID, x.AggregateID, x.Version, x.CommandID, x.CorrelationID, x.CausationID, x.OccurredAt)
-		r.Currency, r.Amount, r.BalanceAfter, r.money = x.Currency, x.Amount, x.BalanceAfter, true
-		r.TransferID, r.Counterparty, r.Reason = x.TransferID, x.ToAccountID, x.Reason
-	case *codec.AccountClosed:
-		env("AccountClosed", x.EventID, x.AggregateID, x.Version, x.CommandID, x.CorrelationID, x.CausationID, x.OccurredAt)
+	r.Type = f.Short
+	if r.EventID == "" {
+		r.EventID = f.EventID
 	}
+	if r.AggregateID == "" {
+		r.AggregateID = f.AggregateID
+	}
+	if r.Version == 0 {
+		r.Version = f.Version
+	}
+	if r.CommandID == "" {
+		r.CommandID = f.CommandID
+	}
+	if r.OccurredAt.IsZero() {
+		r.OccurredAt = f.OccurredAt
+	}
+	r.CorrelationID, r.Causation = f.CorrelationID, f.CausationID
+	r.Currency, r.Owner, r.OverdraftLimit = f.Currency, f.Owner, f.OverdraftLimit
+	r.money, r.Amount, r.BalanceAfter = f.Money, f.Amount, f.BalanceAfter
+	r.TransferID, r.Counterparty, r.Reference, r.Reason = f.TransferID, f.Counterparty, f.Reference, f.Reason
 	r.known = r.Type != ""
 	r.OccurredAt = r.OccurredAt.UTC().Truncate(time.Millisecond)
 	return r

@@ -111,29 +111,12 @@ func FromRecord(r *kgo.Record) (Event, error) {
 // EventOf wraps a decoded codec event (a pointer to a generated event type)
 // into an Event, filling the envelope fields. Partition and Offset stay zero.
 func EventOf(v any) (Event, error) {
-	e := Event{Value: v}
-	set := func(typ, id, agg, cmd string, ver int64, at time.Time) {
-		e.Type, e.EventID, e.AggregateID, e.CommandID, e.Version, e.OccurredAt = typ, id, agg, cmd, ver, at
-	}
-	switch x := v.(type) {
-	case *codec.AccountOpened:
-		set(TypeAccountOpened, x.EventID, x.AggregateID, x.CommandID, x.Version, x.OccurredAt)
-	case *codec.FundsDeposited:
-		set(TypeFundsDeposited, x.EventID, x.AggregateID, x.CommandID, x.Version, x.OccurredAt)
-	case *codec.FundsWithdrawn:
-		set(TypeFundsWithdrawn, x.EventID, x.AggregateID, x.CommandID, x.Version, x.OccurredAt)
-	case *codec.TransferDebited:
-		set(TypeTransferDebited, x.EventID, x.AggregateID, x.CommandID, x.Version, x.OccurredAt)
-	case *codec.TransferCredited:
-		set(TypeTransferCredited, x.EventID, x.AggregateID, x.CommandID, x.Version, x.OccurredAt)
-	case *codec.TransferRefunded:
-		set(TypeTransferRefunded, x.EventID, x.AggregateID, x.CommandID, x.Version, x.OccurredAt)
-	case *codec.AccountClosed:
-		set(TypeAccountClosed, x.EventID, x.AggregateID, x.CommandID, x.Version, x.OccurredAt)
-	default:
+	f, ok := codec.FactsOf(v)
+	if !ok {
 		return Event{}, fmt.Errorf("%T: %w", v, ErrUnknownEvent)
 	}
-	return e, nil
+	return Event{Value: v, Type: f.Name, EventID: f.EventID, AggregateID: f.AggregateID, Version: f.Version,
+		CommandID: f.CommandID, OccurredAt: f.OccurredAt}, nil
 }
 
 // HeaderReused marks a command result that refuses a request whose command
@@ -198,32 +181,23 @@ type AccountPatch struct {
 // PatchOf returns the change e makes to its account; ok is false for a
 // value that is not a known event.
 func PatchOf(e Event) (p AccountPatch, ok bool) {
-	p = AccountPatch{Version: e.Version, UpdatedAt: e.OccurredAt.UTC()}
-	tx := func(short string, amount, after int64, transfer, other string) {
-		p.SetBalance, p.Balance = true, after
-		p.Tx = &TxView{
-			EventID: e.EventID, Type: short, Amount: amount, BalanceAfter: after,
-			Version: e.Version, OccurredAt: e.OccurredAt.UTC(), TransferID: transfer, Counterparty: other,
-		}
-	}
-	switch x := e.Value.(type) {
-	case *codec.AccountOpened:
-		p.Open, p.Owner, p.Currency, p.OverdraftLimit = true, x.Owner, x.Currency, x.OverdraftLimit
-		p.SetBalance = true
-	case *codec.FundsDeposited:
-		tx("FundsDeposited", x.Amount, x.BalanceAfter, "", "")
-	case *codec.FundsWithdrawn:
-		tx("FundsWithdrawn", -x.Amount, x.BalanceAfter, "", "")
-	case *codec.TransferDebited:
-		tx("TransferDebited", -x.Amount, x.BalanceAfter, x.TransferID, x.ToAccountID)
-	case *codec.TransferCredited:
-		tx("TransferCredited", x.Amount, x.BalanceAfter, x.TransferID, x.FromAccountID)
-	case *codec.TransferRefunded:
-		tx("TransferRefunded", x.Amount, x.BalanceAfter, x.TransferID, x.ToAccountID)
-	case *codec.AccountClosed:
-		p.Close = true
-	default:
+	f, ok := codec.FactsOf(e.Value)
+	if !ok {
 		return AccountPatch{}, false
+	}
+	p = AccountPatch{Version: e.Version, UpdatedAt: e.OccurredAt.UTC()}
+	switch {
+	case f.Open:
+		p.Open, p.Owner, p.Currency, p.OverdraftLimit = true, f.Owner, f.Currency, f.OverdraftLimit
+		p.SetBalance = true
+	case f.Money:
+		p.SetBalance, p.Balance = true, f.BalanceAfter
+		p.Tx = &TxView{
+			EventID: e.EventID, Type: f.Short, Amount: f.Amount, BalanceAfter: f.BalanceAfter,
+			Version: e.Version, OccurredAt: e.OccurredAt.UTC(), TransferID: f.TransferID, Counterparty: f.Counterparty,
+		}
+	case f.Close:
+		p.Close = true
 	}
 	return p, true
 }
@@ -294,14 +268,15 @@ func TransferRank(status string) int {
 
 // TransferOf returns the transfer state e reports, for the three transfer events.
 func TransferOf(e Event) (TransferView, bool) {
+	f, _ := codec.FactsOf(e.Value)
 	at := e.OccurredAt.UTC()
-	switch x := e.Value.(type) {
-	case *codec.TransferDebited:
-		return TransferView{x.TransferID, TransferPending, e.AggregateID, x.ToAccountID, x.Amount, x.Currency, at}, true
-	case *codec.TransferCredited:
-		return TransferView{x.TransferID, TransferCompleted, x.FromAccountID, e.AggregateID, x.Amount, x.Currency, at}, true
-	case *codec.TransferRefunded:
-		return TransferView{x.TransferID, TransferRefunded, e.AggregateID, x.ToAccountID, x.Amount, x.Currency, at}, true
+	switch f.Transfer {
+	case codec.TransferDebitedStep:
+		return TransferView{f.TransferID, TransferPending, e.AggregateID, f.Counterparty, f.Magnitude(), f.Currency, at}, true
+	case codec.TransferCreditedStep:
+		return TransferView{f.TransferID, TransferCompleted, f.Counterparty, e.AggregateID, f.Magnitude(), f.Currency, at}, true
+	case codec.TransferRefundedStep:
+		return TransferView{f.TransferID, TransferRefunded, e.AggregateID, f.Counterparty, f.Magnitude(), f.Currency, at}, true
 	}
 	return TransferView{}, false
 }
