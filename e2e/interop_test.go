@@ -16,7 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hamba/avro/v2/soe"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/cqrs-ledger/ledger/internal/codec"
@@ -236,7 +235,7 @@ func interop(t *testing.T, client clientCmd) {
 	var copies []*kgo.Record
 	for p, recs := range byPartition {
 		for _, r := range recs {
-			copies = append(copies, &kgo.Record{Topic: legacyTopic, Partition: p, Key: r.Key, Value: legacyValue(t, r.Value), Headers: r.Headers})
+			copies = append(copies, &kgo.Record{Topic: legacyTopic, Partition: p, Key: r.Key, Value: testenv.LegacyValue(t, r.Value), Headers: r.Headers})
 		}
 	}
 	manual := testenv.KafkaClient(t, kgo.RecordPartitioner(kgo.ManualPartitioner()))
@@ -259,22 +258,6 @@ func interop(t *testing.T, client clientCmd) {
 	for _, p := range []*proc{query, proj, ingest} {
 		p.stop(t)
 	}
-}
-
-// legacyValue rewrites a single-object header to the schema's legacy
-// fingerprint (hamba/avro's canonical form, which keeps logicalType).
-func legacyValue(t *testing.T, v []byte) []byte {
-	t.Helper()
-	name, err := codec.Default().Name(v)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, _ := codec.Default().Schema(name)
-	fp, err := soe.ComputeFingerprint(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return append(append([]byte{0xc3, 0x01}, fp...), v[10:]...)
 }
 
 // compareEvent checks a client's decoding of one record (its JSON line)

@@ -6,11 +6,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hamba/avro/v2/soe"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/cqrs-ledger/ledger/internal/chsink"
-	"github.com/cqrs-ledger/ledger/internal/codec"
 	"github.com/cqrs-ledger/ledger/internal/projection"
 	"github.com/cqrs-ledger/ledger/internal/projection/projectiontest"
 	"github.com/cqrs-ledger/ledger/internal/projector"
@@ -18,26 +16,6 @@ import (
 	"github.com/cqrs-ledger/ledger/internal/testenv"
 	"github.com/cqrs-ledger/ledger/topology"
 )
-
-// legacyHeader rewrites a record's single-object header to the fingerprint
-// the ledger wrote before it followed the Avro specification: hamba/avro's
-// canonical form, which keeps logicalType.
-func legacyHeader(t *testing.T, r *kgo.Record) {
-	t.Helper()
-	name, err := codec.Default().Name(r.Value)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, _ := codec.Default().Schema(name)
-	fp, err := soe.ComputeFingerprint(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if string(fp) == string(r.Value[2:10]) {
-		t.Fatalf("%s: the legacy fingerprint equals the current one; nothing to test", name)
-	}
-	r.Value = append(append([]byte{0xc3, 0x01}, fp...), r.Value[10:]...)
-}
 
 // TestLegacyFingerprintsReplayToIdenticalViews: an events log in which
 // every other record carries its schema's legacy fingerprint (as written
@@ -62,7 +40,7 @@ func TestLegacyFingerprintsReplayToIdenticalViews(t *testing.T) {
 		}
 		produceHistory(t, e, h.Events, func(i int, r *kgo.Record) {
 			if legacyEvery > 0 && i%legacyEvery == 0 {
-				legacyHeader(t, r)
+				r.Value = testenv.LegacyValue(t, r.Value)
 			}
 		})
 		rs, err := redissink.New(e.rdb, redissink.Options{Prefix: e.prefix + name + ":"})

@@ -9,9 +9,12 @@ import (
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/hamba/avro/v2/soe"
 	"github.com/redis/go-redis/v9"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/cqrs-ledger/ledger/internal/codec"
 )
 
 // KafkaClient returns a client on the test's brokers, closed when t ends.
@@ -139,4 +142,25 @@ func SchemaRegistry(t testing.TB) string {
 		t.Fatalf("schema registry %s: GET /subjects answered %s", url, resp.Status)
 	}
 	return url
+}
+
+// LegacyValue re-frames a single-object encoded value under its schema's
+// legacy fingerprint (hamba/avro's canonical form, which keeps
+// logicalType), as the ledger wrote records before it followed the Avro
+// specification.
+func LegacyValue(t testing.TB, value []byte) []byte {
+	t.Helper()
+	name, err := codec.Default().Name(value)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, _ := codec.Default().Schema(name)
+	fp, err := soe.ComputeFingerprint(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(fp) == string(value[2:10]) {
+		t.Fatalf("%s: the legacy fingerprint equals the current one", name)
+	}
+	return append(append([]byte{0xc3, 0x01}, fp...), value[10:]...)
 }
