@@ -43,8 +43,8 @@ type queryFlags struct {
 func (q *queryFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&q.maxWait, "max-wait", query.DefaultMaxWait,
 		fmt.Sprintf("longest ?wait= of read-your-writes on GET /v1/accounts/{id}, at most %s (MAX_WAIT)", query.MaxWaitLimit))
-	fs.DurationVar(&q.pollInterval, "wait-poll-interval", query.DefaultPollInterval,
-		"how often a read-your-writes wait reads the account again (WAIT_POLL_INTERVAL)")
+	fs.DurationVar(&q.pollInterval, "wait-poll-interval", query.DefaultWatchedPollInterval,
+		"how often a read-your-writes wait reads the account again besides when the projector announces a change (WAIT_POLL_INTERVAL)")
 	fs.DurationVar(&q.storeTimeout, "store-timeout", query.DefaultStoreTimeout,
 		"how long the Redis and ClickHouse reads of one request may take before it answers 503 (STORE_TIMEOUT)")
 	fs.DurationVar(&q.pointerCache, "redis-generation-cache", redissink.DefaultPointerCache,
@@ -109,9 +109,12 @@ func run(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
+		// Read-your-writes waits wake when the projector announces a change.
+		changes := redissink.NewWatcher(rdb, rcfg.KeyPrefix)
+		s.Go("redis-changes", changes.Run)
 		h, err := query.New(query.Config{
 			Accounts: hot, Transactions: hot, Transfers: hot, Outcomes: hot,
-			History: cold, Analytics: cold,
+			History: cold, Analytics: cold, Changes: changes,
 			MaxWait: qcfg.maxWait, PollInterval: qcfg.pollInterval, StoreTimeout: qcfg.storeTimeout,
 			Log: log, Registerer: s.Registry,
 		})

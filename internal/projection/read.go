@@ -10,6 +10,15 @@ import (
 // answers with. The stores implement them (redissink the point lookups,
 // chsink the history and analytics); no reader depends on a store's types.
 
+// ChangeWatcher tells read-your-writes waits when an account's view may
+// have changed, so that they read it again at once instead of polling.
+// Notifications may be lost (a waiter still reads again now and then);
+// the channel is closed on a change of the account, or when the watcher
+// cannot tell (it lost its subscription). cancel releases it.
+type ChangeWatcher interface {
+	Watch(accountID string) (changed <-chan struct{}, cancel func())
+}
+
 // TransactionReader reads an account's recent transactions, newest first.
 type TransactionReader interface {
 	RecentTransactions(ctx context.Context, accountID string, limit int) ([]TxView, error)

@@ -68,7 +68,10 @@ type Config struct {
 	Results ResultSink
 	// MaxBatch is the most records applied in one batch. Default 1000.
 	MaxBatch int
-	// MaxDelay is how long a batch waits to fill up before it is applied. Default 200ms.
+	// MaxDelay is how long a batch may wait to fill up before it is
+	// applied. The default, 0, applies what a poll returned at once: while
+	// one batch is applied the next accumulates in the client, so batches
+	// grow by themselves under load and nothing waits when there is none.
 	MaxDelay time.Duration
 	// MinBackoff and MaxBackoff bound the exponential backoff between retries
 	// of a failed batch. Defaults 100ms and 5s.
@@ -108,9 +111,6 @@ type Config struct {
 func (c *Config) defaults() {
 	if c.MaxBatch <= 0 {
 		c.MaxBatch = 1000
-	}
-	if c.MaxDelay <= 0 {
-		c.MaxDelay = 200 * time.Millisecond
 	}
 	if c.MinBackoff <= 0 {
 		c.MinBackoff = 100 * time.Millisecond
@@ -152,6 +152,9 @@ func (c Config) Validate() error {
 	}
 	if err := c.Kafka.Validate(); err != nil {
 		errs = append(errs, err)
+	}
+	if c.MaxDelay < 0 {
+		errs = append(errs, fmt.Errorf("projector: max delay %s: must not be negative", c.MaxDelay))
 	}
 	return errors.Join(errs...)
 }
@@ -346,7 +349,7 @@ func (p *Projector) backoff() time.Duration {
 }
 
 // due reports whether the pending batch should be applied now: it is full,
-// has waited MaxDelay, or is being retried.
+// has waited MaxDelay (0: at once), or is being retried.
 func (p *Projector) due() bool {
 	if len(p.pending) == 0 {
 		return false

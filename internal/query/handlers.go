@@ -99,20 +99,36 @@ func (h *Handler) account(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// waitVersion reads the account every PollInterval until its version is at
-// least want, wait passes or ctx is done; it returns the last read (last,
-// lastOK: the one before waiting).
+// waitVersion reads the account again when Changes says it changed, and
+// every PollInterval, until its version is at least want, wait passes or
+// ctx is done; it returns the last read (last, lastOK: the one before
+// waiting).
 func (h *Handler) waitVersion(ctx context.Context, id string, want int64, wait time.Duration,
 	last projection.AccountView, lastOK bool) (projection.AccountView, bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
 	t := time.NewTicker(h.cfg.PollInterval)
 	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return last, lastOK, nil
-		case <-t.C:
+	var changed <-chan struct{}
+	watch := func() {
+		if h.cfg.Changes != nil {
+			var stop func()
+			changed, stop = h.cfg.Changes.Watch(id)
+			context.AfterFunc(ctx, stop)
+		}
+	}
+	// Watch before reading again, so that a change between the first read
+	// and the watch is not missed.
+	watch()
+	for first := true; ; first = false {
+		if !first {
+			select {
+			case <-ctx.Done():
+				return last, lastOK, nil
+			case <-t.C:
+			case <-changed:
+				watch()
+			}
 		}
 		v, ok, err := h.cfg.Accounts.Account(ctx, id)
 		if err != nil {

@@ -29,6 +29,8 @@ import (
 const (
 	DefaultMaxWait      = 10 * time.Second
 	DefaultPollInterval = 50 * time.Millisecond
+	// DefaultWatchedPollInterval is the poll of a wait that Changes wakes.
+	DefaultWatchedPollInterval = 500 * time.Millisecond
 	DefaultStoreTimeout = 10 * time.Second
 	// MaxWaitLimit bounds Config.MaxWait: the HTTP server's write timeout
 	// (60 s) must outlast the longest wait.
@@ -58,9 +60,13 @@ type Config struct {
 	History      projection.HistoryReader
 	Analytics    projection.AnalyticsReader
 
+	// Changes, when set, wakes read-your-writes waits when the account's
+	// view changes; they then read it again at once.
+	Changes projection.ChangeWatcher
 	// MaxWait is the longest ?wait= of read-your-writes (default 10 s, at
 	// most MaxWaitLimit); PollInterval how often the view is read again
-	// meanwhile (default 50 ms).
+	// meanwhile, whatever Changes says (default 50 ms; 500 ms with Changes,
+	// which only covers lost notifications).
 	MaxWait      time.Duration
 	PollInterval time.Duration
 	// StoreTimeout bounds the store reads of one request (503 unavailable
@@ -132,6 +138,9 @@ func New(cfg Config) (*Handler, error) {
 	}
 	if cfg.PollInterval == 0 {
 		cfg.PollInterval = DefaultPollInterval
+		if cfg.Changes != nil {
+			cfg.PollInterval = DefaultWatchedPollInterval
+		}
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()

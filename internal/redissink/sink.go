@@ -160,9 +160,17 @@ func fmtTime(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
 
 func i64(v int64) string { return strconv.FormatInt(v, 10) }
 
-// Apply writes the batch; see Sink.
+// ChangesChannel is the pub/sub channel on which the sink under prefix
+// announces, after each applied batch, the ids of the accounts the batch
+// wrote (newline-separated). Readers' read-your-writes waits listen on it
+// (Watcher); a lost message only delays them to their next poll.
+func ChangesChannel(prefix string) string { return prefix + "changes" }
+
+// Apply writes the batch, then announces the accounts it wrote on
+// ChangesChannel; see Sink.
 func (s *Sink) Apply(ctx context.Context, batch []projection.Event) error {
 	calls := make([]call, 0, len(batch)+len(batch)/4)
+	var changed strings.Builder
 	for _, e := range batch {
 		p, ok := projection.PatchOf(e)
 		if !ok {
@@ -189,6 +197,8 @@ func (s *Sink) Apply(ctx context.Context, batch []projection.Event) error {
 		}
 		args = append(args, "version", i64(p.Version), "updated_at", fmtTime(p.UpdatedAt))
 		calls = append(calls, call{accountScript, []string{s.AccountKey(e.AggregateID), s.TxKey(e.AggregateID)}, args, 0})
+		changed.WriteString(e.AggregateID)
+		changed.WriteByte('\n')
 
 		if t, ok := projection.TransferOf(e); ok {
 			calls = append(calls, call{transferScript, []string{s.TransferKey(t.TransferID)}, []any{
@@ -199,7 +209,14 @@ func (s *Sink) Apply(ctx context.Context, batch []projection.Event) error {
 			}, 1})
 		}
 	}
-	return s.run(ctx, calls)
+	if err := s.run(ctx, calls); err != nil {
+		return err
+	}
+	if changed.Len() > 0 {
+		// Best effort: the batch is durable already, and waiters poll too.
+		_ = s.rdb.Publish(ctx, ChangesChannel(s.opts.Prefix), changed.String()).Err()
+	}
+	return nil
 }
 
 // ApplyOutcomes writes command outcomes (the first outcome of a command id
