@@ -31,7 +31,7 @@ const (
 	DefaultPollInterval = 50 * time.Millisecond
 	// DefaultWatchedPollInterval is the poll of a wait that Changes wakes.
 	DefaultWatchedPollInterval = 500 * time.Millisecond
-	DefaultStoreTimeout = 10 * time.Second
+	DefaultStoreTimeout        = 10 * time.Second
 	// MaxWaitLimit bounds Config.MaxWait: the HTTP server's write timeout
 	// (60 s) must outlast the longest wait.
 	MaxWaitLimit = 30 * time.Second
