@@ -81,8 +81,14 @@ func run(args []string) error {
 	load.register(loadFS, 500, 20000)
 	loadFS.Float64Var(&rate, "rate", 0, "commands/s to offer; 0 = as fast as the concurrency allows (RATE)")
 
+	var open common
+	var oo openFlags
+	openFS := flag.NewFlagSet("ledgerload open", flag.ContinueOnError)
+	open.register(openFS, 500, 0)
+	oo.register(openFS)
+
 	root := &ffcli.Command{
-		ShortUsage: "ledgerload <demo|run> [flags]",
+		ShortUsage: "ledgerload <demo|run|open> [flags]",
 		Subcommands: []*ffcli.Command{
 			{Name: "demo", ShortUsage: "ledgerload demo [flags]", ShortHelp: "run a realistic workload and print a report read back through the query API",
 				FlagSet: demoFS, Options: []ff.Option{ff.WithEnvVars()},
@@ -94,6 +100,9 @@ func run(args []string) error {
 					o.Rate = rate
 					return runLoad(ctx, load, o)
 				}},
+			{Name: "open", ShortUsage: "ledgerload open [flags]", ShortHelp: "offer commands open-loop (on schedule, latency from the scheduled time) and report latency, throughput and CPU per command; --search-p99 finds the highest rate that holds a p99",
+				FlagSet: openFS, Options: []ff.Option{ff.WithEnvVars()},
+				Exec: func(ctx context.Context, _ []string) error { return runOpen(ctx, open, oo) }},
 		},
 		Exec: func(context.Context, []string) error { return flag.ErrHelp },
 	}
