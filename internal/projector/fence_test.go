@@ -117,7 +117,9 @@ func TestEvictedWriterCannotDoubleCount(t *testing.T) {
 // nothing watching it could tell. The gauge is read from the broker while
 // the projector fetches nothing, and Ready fails.
 func TestStuckProjectorShowsLagAndStall(t *testing.T) {
-	defer projector.SetLagEvery(200 * time.Millisecond)()
+	// Restored by a cleanup registered before the projector's, so after
+	// the projector (which reads it) has stopped: cleanups run last first.
+	t.Cleanup(projector.SetLagEvery(200 * time.Millisecond))
 	e := setup(t)
 	h := projectiontest.Generate(41, "", 4, 60)
 	produceHistory(t, e, h.Events)
