@@ -10,10 +10,16 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/cqrs-ledger/ledger/internal/config"
+	"github.com/cqrs-ledger/ledger/internal/kafkax"
 	"github.com/cqrs-ledger/ledger/internal/loadgen"
+	"github.com/cqrs-ledger/ledger/topology"
 )
 
 type openFlags struct {
+	kafka     config.Kafka
 	rate      float64
 	duration  time.Duration
 	mode      string
@@ -24,9 +30,10 @@ type openFlags struct {
 }
 
 func (o *openFlags) register(fs *flag.FlagSet) {
+	o.kafka.RegisterFlags(fs, "ledgerload")
 	fs.Float64Var(&o.rate, "rate", 500, "commands/s offered (RATE)")
 	fs.DurationVar(&o.duration, "duration", 30*time.Second, "how long to offer the rate (DURATION)")
-	fs.StringVar(&o.mode, "mode", loadgen.ModeSingle, "single: one command per request; batch: --batch-size commands per request (MODE)")
+	fs.StringVar(&o.mode, "mode", loadgen.ModeSingle, "single: one command per request; batch: --batch-size commands per request; kafka: Avro straight to the commands topic, outcomes from command-results (MODE)")
 	fs.IntVar(&o.batchSize, "batch-size", 100, "commands per request in batch mode (BATCH_SIZE)")
 	fs.DurationVar(&o.searchP99, "search-p99", 0, "instead of one run: find the highest rate whose send → visible p99 stays within this (SEARCH_P99)")
 	fs.Float64Var(&o.from, "search-from", 250, "the first rate of a search (SEARCH_FROM)")
@@ -38,11 +45,29 @@ func runOpen(ctx context.Context, c common, f openFlags) error {
 		return errors.New("rate and duration must be positive")
 	}
 	cl := loadgen.NewClient(c.ingest, c.query, c.token, 4096)
+	var target loadgen.KafkaTarget
+	if f.mode == loadgen.ModeKafka {
+		if err := f.kafka.Validate(); err != nil {
+			return err
+		}
+		base, err := kafkax.ClientOpts(f.kafka)
+		if err != nil {
+			return err
+		}
+		// Kafka's default partitioner (murmur2 of the key), as upstream producers use.
+		kc, err := kgo.NewClient(append(base, kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)))...)
+		if err != nil {
+			return err
+		}
+		defer kc.Close()
+		names := topology.NamesFor(f.kafka.TopicPrefix)
+		target = loadgen.KafkaTarget{Client: kc, Commands: names.Commands, Results: names.Results, ConsumerOpts: base}
+	}
 	trial := func(rate float64, d time.Duration, progress bool) (*loadgen.OpenReport, loadgen.CPU, error) {
 		o := c.options()
 		o.Workload.Commands = int(rate * d.Seconds())
 		oo := loadgen.OpenOptions{Workload: o.Workload, Rate: rate, Mode: f.mode, BatchSize: f.batchSize,
-			Wait: c.wait, Visible: c.visible}
+			Wait: c.wait, Visible: c.visible, Kafka: target}
 		if progress {
 			oo.Progress = os.Stdout
 		}

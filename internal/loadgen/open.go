@@ -40,6 +40,8 @@ type OpenOptions struct {
 	// are outstanding; default 50,000.
 	MaxInFlight int
 	Progress    io.Writer // a line per second; nil for none
+	// Kafka is where ModeKafka produces; required in that mode only.
+	Kafka KafkaTarget
 }
 
 // OpenReport is what an open-loop run measured.
@@ -78,13 +80,16 @@ func RunOpen(ctx context.Context, c *Client, o OpenOptions) (*OpenReport, error)
 	if o.Mode == "" {
 		o.Mode = ModeSingle
 	}
-	if o.Mode != ModeSingle && o.Mode != ModeBatch {
-		return nil, fmt.Errorf("loadgen: mode %q: want %s or %s", o.Mode, ModeSingle, ModeBatch)
+	if o.Mode != ModeSingle && o.Mode != ModeBatch && o.Mode != ModeKafka {
+		return nil, fmt.Errorf("loadgen: mode %q: want %s, %s or %s", o.Mode, ModeSingle, ModeBatch, ModeKafka)
+	}
+	if o.Mode == ModeKafka && (o.Kafka.Client == nil || o.Kafka.Commands == "" || o.Kafka.Results == "") {
+		return nil, fmt.Errorf("loadgen: %s mode needs a Kafka client and the commands and results topics", ModeKafka)
 	}
 	if o.BatchSize <= 0 {
 		o.BatchSize = 100
 	}
-	if o.Mode == ModeSingle {
+	if o.Mode != ModeBatch {
 		o.BatchSize = 1
 	}
 	if o.Wait <= 0 {
@@ -102,6 +107,14 @@ func RunOpen(ctx context.Context, c *Client, o OpenOptions) (*OpenReport, error)
 		return nil, err
 	}
 
+	var res *results
+	if o.Mode == ModeKafka {
+		var err error
+		if res, err = followResults(ctx, o.Kafka); err != nil {
+			return nil, fmt.Errorf("loadgen: follow the command results: %w", err)
+		}
+		defer res.cl.Close()
+	}
 	rep := &OpenReport{Offered: o.Rate, Outcome: newHistogram(), Visible: newHistogram()}
 	var mu sync.Mutex
 	var inFlight atomic.Int64
@@ -146,8 +159,15 @@ func RunOpen(ctx context.Context, c *Client, o OpenOptions) (*OpenReport, error)
 			}
 			bodies[i] = b
 		}
-		if o.Mode == ModeSingle {
+		switch o.Mode {
+		case ModeSingle:
 			out, err := c.Send(ctx, bodies[0], o.Wait)
+			record(scheduled, out, batch[0].Key, err)
+			return
+		case ModeKafka:
+			out, err := res.sendKafka(ctx, o.Kafka, batch[0], func(ctx context.Context) (context.Context, context.CancelFunc) {
+				return context.WithTimeout(ctx, o.Wait)
+			})
 			record(scheduled, out, batch[0].Key, err)
 			return
 		}
