@@ -14,7 +14,7 @@ import (
 // one subscription per process. Run it with Run.
 type Watcher struct {
 	rdb     redis.UniversalClient
-	pattern string
+	pattern string // the prefix, escaped for PSUBSCRIBE
 
 	mu      sync.Mutex
 	waiters map[string]map[chan struct{}]struct{}
@@ -22,7 +22,25 @@ type Watcher struct {
 
 // NewWatcher watches the generations under prefix (the readers' base prefix).
 func NewWatcher(rdb redis.UniversalClient, prefix string) *Watcher {
-	return &Watcher{rdb: rdb, pattern: ChangesChannel(prefix) + "*", waiters: map[string]map[chan struct{}]struct{}{}}
+	return &Watcher{rdb: rdb, pattern: globEscape(prefix), waiters: map[string]map[chan struct{}]struct{}{}}
+}
+
+// globEscape escapes the characters PSUBSCRIBE patterns treat specially.
+func globEscape(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		if strings.ContainsRune(`*?[]\^`, r) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+// patterns are the channels of every generation under the prefix:
+// <prefix>changes and <prefix>g<N>:changes.
+func (w *Watcher) patterns() []string {
+	return []string{w.pattern + "changes", w.pattern + "g*:changes"}
 }
 
 // Watch implements projection.ChangeWatcher.
@@ -77,9 +95,7 @@ func (w *Watcher) wake(ids []string) {
 // lost connection; what was announced meanwhile is missed, and the waiters'
 // own polling covers it.
 func (w *Watcher) Run(ctx context.Context) error {
-	// Every generation's channel: <prefix>changes and <prefix>g<N>:changes.
-	patterns := []string{w.pattern, strings.TrimSuffix(w.pattern, "changes*") + "g*:changes"}
-	ps := w.rdb.PSubscribe(ctx, patterns...)
+	ps := w.rdb.PSubscribe(ctx, w.patterns()...)
 	stop := context.AfterFunc(ctx, func() { _ = ps.Close() })
 	defer stop()
 	defer ps.Close()
