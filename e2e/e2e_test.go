@@ -110,6 +110,18 @@ func storesEnv(t testing.TB) []string {
 	}
 }
 
+// pipeline starts ingest, projector and queryapi on the stack, with Redis
+// and ClickHouse of the test's own, and waits until each is ready.
+func (s *stack) pipeline(t testing.TB) (ingest, projector, query *proc) {
+	t.Helper()
+	env := storesEnv(t)
+	ingest, projector, query = s.start("ingest", env, "serve"), s.start("projector", env), s.start("queryapi", env)
+	for _, p := range []*proc{ingest, projector, query} {
+		p.waitReady(t, 90*time.Second)
+	}
+	return ingest, projector, query
+}
+
 // proc is a running binary.
 type proc struct {
 	name string

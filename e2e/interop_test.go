@@ -106,13 +106,7 @@ func clientLines(t *testing.T, cmd *exec.Cmd) []map[string]any {
 
 func interop(t *testing.T, client clientCmd) {
 	s := newStack(t, interopPartitions)
-	env := storesEnv(t)
-	ingest := s.start("ingest", env, "serve")
-	proj := s.start("projector", env)
-	query := s.start("queryapi", env)
-	for _, p := range []*proc{ingest, proj, query} {
-		p.waitReady(t, 90*time.Second)
-	}
+	ingest, proj, query := s.pipeline(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	schemasDir, err := filepath.Abs(filepath.Join("..", "schemas"))

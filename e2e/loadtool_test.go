@@ -17,13 +17,7 @@ import (
 // visible, with latencies recorded.
 func TestOpenLoopTool(t *testing.T) {
 	s := newStack(t, 4)
-	env := storesEnv(t)
-	ingest := s.start("ingest", env, "serve")
-	proj := s.start("projector", env)
-	query := s.start("queryapi", env)
-	for _, p := range []*proc{ingest, proj, query} {
-		p.waitReady(t, 90*time.Second)
-	}
+	ingest, _, query := s.pipeline(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	cl := loadgen.NewClient("http://"+ingest.addr, "http://"+query.addr, "", 256)
