@@ -23,13 +23,7 @@ import (
 // refused, and GET /v1/commands/{id} agrees with the gateway.
 func TestIdempotencyKeysOverHTTP(t *testing.T) {
 	s := newStack(t, 4)
-	env := storesEnv(t)
-	ingest := s.start("ingest", env, "serve")
-	projector := s.start("projector", env)
-	query := s.start("queryapi", env)
-	for _, p := range []*proc{ingest, projector, query} {
-		p.waitReady(t, 90*time.Second)
-	}
+	ingest, _, query := s.pipeline(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 

@@ -20,13 +20,7 @@ import (
 // the model's totals per currency.
 func TestPipelineOverHTTP(t *testing.T) {
 	s := newStack(t, 4)
-	env := storesEnv(t)
-	ingest := s.start("ingest", env, "serve")
-	projector := s.start("projector", env)
-	query := s.start("queryapi", env)
-	for _, p := range []*proc{ingest, projector, query} {
-		p.waitReady(t, 90*time.Second)
-	}
+	ingest, projector, query := s.pipeline(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 
