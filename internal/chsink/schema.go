@@ -328,26 +328,31 @@ func migrateVolume(ctx context.Context, conn driver.Conn, o Options) error {
 // columnsOf returns the column names of table in database db ("" =
 // current); none when the table does not exist.
 func columnsOf(ctx context.Context, conn driver.Conn, db, table string) (map[string]bool, error) {
-	q := "SELECT name FROM system.columns WHERE database = currentDatabase() AND table = ?"
-	args := []any{table}
+	return systemNames(ctx, conn, "columns", db, "table = ?", table)
+}
+
+// systemNames returns the names in system.<table> of database db ("" =
+// the connection's) whose rows match cond.
+func systemNames(ctx context.Context, conn driver.Conn, table, db, cond string, args ...any) (map[string]bool, error) {
+	dbExpr := "currentDatabase()"
 	if db != "" {
-		q = "SELECT name FROM system.columns WHERE database = ? AND table = ?"
-		args = []any{db, table}
+		dbExpr = "?"
+		args = append([]any{db}, args...)
 	}
-	rows, err := conn.Query(ctx, q, args...)
+	rows, err := conn.Query(ctx, "SELECT name FROM system."+table+" WHERE database = "+dbExpr+" AND "+cond, args...)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	cols := map[string]bool{}
+	out := map[string]bool{}
 	for rows.Next() {
 		var n string
 		if err := rows.Scan(&n); err != nil {
 			return nil, err
 		}
-		cols[n] = true
+		out[n] = true
 	}
-	return cols, rows.Err()
+	return out, rows.Err()
 }
 
 func firstLine(s string) string {
@@ -473,24 +478,5 @@ func existing(ctx context.Context, conn driver.Conn, db string, names ...string)
 	for i, n := range names {
 		set[i] = n
 	}
-	q := "SELECT name FROM system.tables WHERE database = currentDatabase() AND name IN ?"
-	args := []any{groupSet(set)}
-	if db != "" {
-		q = "SELECT name FROM system.tables WHERE database = ? AND name IN ?"
-		args = append([]any{db}, args...)
-	}
-	rows, err := conn.Query(ctx, q, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	have := map[string]bool{}
-	for rows.Next() {
-		var n string
-		if err := rows.Scan(&n); err != nil {
-			return nil, err
-		}
-		have[n] = true
-	}
-	return have, rows.Err()
+	return systemNames(ctx, conn, "tables", db, "name IN ?", groupSet(set))
 }
