@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -125,7 +126,7 @@ func (r *results) forget(id string, ch chan Outcome) {
 }
 
 // sendKafka produces one command and waits for its outcome.
-func (r *results) sendKafka(ctx context.Context, t KafkaTarget, cmd workload.Command, wait contextTimeout) (Outcome, error) {
+func (r *results) sendKafka(ctx context.Context, t KafkaTarget, cmd workload.Command, wait time.Duration) (Outcome, error) {
 	recs, err := workload.Records(t.Commands, []workload.Command{cmd})
 	if err != nil {
 		return Outcome{}, err
@@ -135,7 +136,7 @@ func (r *results) sendKafka(ctx context.Context, t KafkaTarget, cmd workload.Com
 		r.forget(cmd.ID, ch)
 		return Outcome{}, fmt.Errorf("produce: %w", err)
 	}
-	wctx, cancel := wait(ctx)
+	wctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
 	select {
 	case out := <-ch:
@@ -145,5 +146,3 @@ func (r *results) sendKafka(ctx context.Context, t KafkaTarget, cmd workload.Com
 		return Outcome{Status: 200, Result: "pending"}, nil
 	}
 }
-
-type contextTimeout func(context.Context) (context.Context, context.CancelFunc)

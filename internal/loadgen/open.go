@@ -150,6 +150,11 @@ func RunOpen(ctx context.Context, c *Client, o OpenOptions) (*OpenReport, error)
 	send := func(scheduled time.Time, batch []workload.Command) {
 		defer wg.Done()
 		defer inFlight.Add(-int64(len(batch)))
+		if o.Mode == ModeKafka {
+			out, err := res.sendKafka(ctx, o.Kafka, batch[0], o.Wait)
+			record(scheduled, out, batch[0].Key, err)
+			return
+		}
 		bodies := make([]map[string]any, len(batch))
 		for i, cmd := range batch {
 			b, err := JSON(cmd.Value)
@@ -159,15 +164,8 @@ func RunOpen(ctx context.Context, c *Client, o OpenOptions) (*OpenReport, error)
 			}
 			bodies[i] = b
 		}
-		switch o.Mode {
-		case ModeSingle:
+		if o.Mode == ModeSingle {
 			out, err := c.Send(ctx, bodies[0], o.Wait)
-			record(scheduled, out, batch[0].Key, err)
-			return
-		case ModeKafka:
-			out, err := res.sendKafka(ctx, o.Kafka, batch[0], func(ctx context.Context) (context.Context, context.CancelFunc) {
-				return context.WithTimeout(ctx, o.Wait)
-			})
 			record(scheduled, out, batch[0].Key, err)
 			return
 		}
