@@ -485,6 +485,18 @@ func (c *Catalog) Fingerprint(fullName string) ([8]byte, bool) {
 	return [8]byte(cur.header[2:]), true
 }
 
+// LegacyFingerprint returns the fingerprint records of a full name carried
+// before the ledger followed the specification (see legacyFingerprint);
+// they stay readable for ever.
+func (c *Catalog) LegacyFingerprint(fullName string) ([8]byte, bool) {
+	cur, ok := c.current[fullName]
+	if !ok {
+		return [8]byte{}, false
+	}
+	fp, err := legacyFingerprint(cur.schema)
+	return fp, err == nil
+}
+
 // Names returns the sorted full names of the current schemas; the slice is the
 // caller's.
 func (c *Catalog) Names() []string { return slices.Clone(c.names) }
