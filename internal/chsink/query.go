@@ -176,11 +176,16 @@ ORDER BY currency`
 	return out, nil
 }
 
+// joinParts returns e9 × 10⁹ + rest, in e9: a sum taken in two parts so
+// that ClickHouse's integer sums cannot wrap.
+func joinParts(e9, rest *big.Int) *big.Int {
+	return e9.Add(e9.Mul(e9, big.NewInt(1_000_000_000)), rest)
+}
+
 // joinSum returns sign × (hi × 10⁹ + lo), or projection.ErrOverflow when it does not
 // fit an int64.
 func joinSum(hi, lo, sign int64) (int64, error) {
-	v := new(big.Int).Mul(big.NewInt(hi), big.NewInt(1_000_000_000))
-	v.Add(v, big.NewInt(lo))
+	v := joinParts(big.NewInt(hi), big.NewInt(lo))
 	v.Mul(v, big.NewInt(sign))
 	if !v.IsInt64() {
 		return 0, projection.ErrOverflow
@@ -246,12 +251,8 @@ func (m metric) value(inE9, inRest, outE9, outRest, events uint64) (int64, error
 	if events > maxExactEvents {
 		return 0, fmt.Errorf("%w (more than %d events in one bucket)", projection.ErrOverflow, uint64(maxExactEvents))
 	}
-	billion := big.NewInt(1_000_000_000)
-	part := func(e9, rest uint64) *big.Int {
-		v := new(big.Int).Mul(new(big.Int).SetUint64(e9), billion)
-		return v.Add(v, new(big.Int).SetUint64(rest))
-	}
-	in, out := part(inE9, inRest), part(outE9, outRest)
+	u := func(v uint64) *big.Int { return new(big.Int).SetUint64(v) }
+	in, out := joinParts(u(inE9), u(inRest)), joinParts(u(outE9), u(outRest))
 	if m.kind == netMetric {
 		in.Sub(in, out)
 	} else {
