@@ -6,6 +6,7 @@ package kafkax
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sasl"
@@ -15,12 +16,22 @@ import (
 	"github.com/cqrs-ledger/ledger/internal/config"
 )
 
+// FetchMaxWait bounds every consumer's fetch long poll. A fetch returns as
+// soon as records arrive, so the bound only matters after an assignment: a
+// partition that joins while a fetch for the others is in flight (franz-go
+// has one per broker) sits idle until that fetch's wait ends, 5 s with
+// franz-go's default (a restarted projector waited 5.0–5.1 s for its first
+// write in BenchmarkRecovery). Idle, it is two fetches a second.
+const FetchMaxWait = 500 * time.Millisecond
+
 // ClientOpts turns the connection settings into franz-go options: seed
-// brokers, client id, TLS and SASL. Callers add their role's options.
+// brokers, client id, TLS, SASL and FetchMaxWait. Callers add their role's
+// options (later ones override these).
 func ClientOpts(cfg config.Kafka) ([]kgo.Opt, error) {
 	opts := []kgo.Opt{
 		kgo.SeedBrokers(cfg.BrokerList()...),
 		kgo.ClientID(cfg.ClientID),
+		kgo.FetchMaxWait(FetchMaxWait),
 	}
 	if cfg.TLS {
 		tc, err := config.TLSConfig(cfg.TLSCAFile, cfg.TLSCertFile, cfg.TLSKeyFile)

@@ -50,9 +50,6 @@ import (
 	"github.com/cqrs-ledger/ledger/topology"
 )
 
-// fetchMaxWait bounds a fetch's long poll (see New).
-const fetchMaxWait = 500 * time.Millisecond
-
 // ResultSink applies command outcomes (the command-results topic). Like
 // projection.Sink: it returns when the batch is durable, must be idempotent
 // per command id, and an error means nothing may be assumed applied.
@@ -229,11 +226,6 @@ func New(cfg Config) (*Projector, error) {
 		kgo.ConsumerGroup(cfg.Group),
 		kgo.ConsumeTopics(topics...),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		// A partition assigned while a fetch for the others is in flight
-		// (franz-go has one per broker) waits until that fetch's wait ends:
-		// 5 s by default, seen as a 5 s gap before a restarted projector's
-		// first write (BenchmarkRecovery). Idle, this is two fetches a second.
-		kgo.FetchMaxWait(fetchMaxWait),
 		kgo.DisableAutoCommit(),
 		kgo.BlockRebalanceOnPoll(),
 		// Transaction markers come through so their offsets are committed too;

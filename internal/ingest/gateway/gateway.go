@@ -196,7 +196,6 @@ func (g *Gateway) Run(ctx context.Context) error {
 	cons, err := kafkax.NewClient(g.cfg.Kafka,
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{g.topics.Results: offsets}),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.FetchMaxWait(500*time.Millisecond),
 	)
 	if err != nil {
 		return err

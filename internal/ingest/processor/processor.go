@@ -66,9 +66,6 @@ const (
 	// pruneEvery is how often expired entries are removed from the dedupe
 	// index.
 	pruneEvery = time.Minute
-	// fetchMaxWait bounds how long a newly assigned partition can wait
-	// for its first fetch (franz-go's default is 5 s).
-	fetchMaxWait = 500 * time.Millisecond
 	// maxRecordBytes bounds every record the processor writes: Kafka's
 	// default max.message.bytes (1 MiB + 12), which the topology keeps.
 	// The producer's batch limit is raised to it (franz-go's default is
@@ -299,11 +296,6 @@ func (p *Processor) runSession(ctx context.Context) (err error) {
 		kgo.ConsumeTopics(p.names.Commands),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		// A fetch returns as soon as commands arrive; the wait only
-		// matters after an assignment, when a partition joins while a
-		// fetch for the others is in flight (franz-go has one per broker)
-		// and sits idle until that fetch's wait ends.
-		kgo.FetchMaxWait(fetchMaxWait),
 		// With Kafka 4's transactions (KIP-890), a produce that follows
 		// a commit before the broker has written the commit markers is
 		// answered CONCURRENT_TRANSACTIONS. franz-go retries it after a
