@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/url"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"reflect"
@@ -32,10 +31,13 @@ import (
 
 const interopPartitions = 4
 
+// interopHowTo says how to provide the interop tests' settings.
+const interopHowTo = "run scripts/interop, then source .stack/interop/env"
+
 // TestJavaClients: kafka-clients 4.x + Apache Avro's BinaryMessageEncoder
 // and BinaryMessageDecoder with a SchemaStore over schemas/history.
 func TestJavaClients(t *testing.T) {
-	cp := interopSetting(t, "LEDGER_JAVA_CP", "the Java example's classpath")
+	cp := testenv.Setting(t, "LEDGER_JAVA_CP", "the Java example's classpath", interopHowTo)
 	java, err := exec.LookPath("java")
 	if err != nil {
 		t.Fatalf("java: %v", err)
@@ -49,7 +51,7 @@ func TestJavaClients(t *testing.T) {
 // TestPythonClients: confluent-kafka (librdkafka, murmur2 partitioner) +
 // fastavro.
 func TestPythonClients(t *testing.T) {
-	py := interopSetting(t, "LEDGER_PYTHON", "a Python with examples/python/requirements.txt installed")
+	py := testenv.Setting(t, "LEDGER_PYTHON", "a Python with examples/python/requirements.txt installed", interopHowTo)
 	dir, err := filepath.Abs(filepath.Join("..", "examples", "python"))
 	if err != nil {
 		t.Fatal(err)
@@ -58,24 +60,6 @@ func TestPythonClients(t *testing.T) {
 		script := map[string]string{"produce": "produce_commands.py", "read": "read_events.py"}[program]
 		return exec.CommandContext(ctx, py, append([]string{filepath.Join(dir, script)}, args...)...)
 	})
-}
-
-// interopSetting reads an environment variable that scripts/interop writes
-// to .stack/interop/env. Outside CI a missing one skips the test, saying how
-// to provide it; in CI it fails.
-func interopSetting(t *testing.T, name, what string) string {
-	t.Helper()
-	testenv.SkipIfUnitOnly(t, what)
-	v := os.Getenv(name)
-	if v != "" {
-		return v
-	}
-	msg := fmt.Sprintf("%s (%s) is not set: run scripts/interop, then source .stack/interop/env", name, what)
-	if ci := os.Getenv("CI"); ci != "" && ci != "false" {
-		t.Fatal(msg + " (CI is set, so this is a failure)")
-	}
-	t.Skip(msg)
-	return ""
 }
 
 type clientCmd func(ctx context.Context, program string, args ...string) *exec.Cmd

@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"os"
 	"strings"
@@ -110,6 +111,24 @@ func ClickHouseDB(t testing.TB) (clickhouse.Conn, string) {
 	return conn, db
 }
 
+// Setting returns the environment variable name, which a setup script
+// writes: what it provides is what, and howTo says how to get it. Without
+// it the test fails in CI and is skipped otherwise (and in a unit-only
+// run).
+func Setting(t testing.TB, name, what, howTo string) string {
+	t.Helper()
+	SkipIfUnitOnly(t, what)
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	msg := fmt.Sprintf("%s (%s) is not set: %s", name, what, howTo)
+	if inCI() {
+		t.Fatal(msg + " (CI is set, so a missing service is a failure)")
+	}
+	t.Skip(msg)
+	return ""
+}
+
 // SchemaRegistry returns the base URL of a Confluent-compatible schema
 // registry (LEDGER_TEST_SCHEMA_REGISTRY, written to .stack/env by
 // `scripts/stack up registry`, which make test runs). Without one the test
@@ -117,15 +136,8 @@ func ClickHouseDB(t testing.TB) (clickhouse.Conn, string) {
 // answer fails it.
 func SchemaRegistry(t testing.TB) string {
 	t.Helper()
-	SkipIfUnitOnly(t, "a schema registry")
-	url := strings.TrimRight(os.Getenv("LEDGER_TEST_SCHEMA_REGISTRY"), "/")
-	if url == "" {
-		msg := "LEDGER_TEST_SCHEMA_REGISTRY is not set: start one with `scripts/stack up registry && source .stack/env`"
-		if inCI() {
-			t.Fatal(msg + " (CI is set, so a missing service is a failure)")
-		}
-		t.Skip(msg)
-	}
+	url := strings.TrimRight(Setting(t, "LEDGER_TEST_SCHEMA_REGISTRY", "a schema registry",
+		"start one with `scripts/stack up registry && source .stack/env`"), "/")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url+"/subjects", nil)
