@@ -13,9 +13,18 @@ import (
 // read from /proc, and of the whole machine.
 type CPU struct {
 	ByRole map[string]float64
+	// byPID is each process's time, so that Since counts a process
+	// restarted during the run from its start (a process that ended during
+	// the run is not counted: /proc no longer has it).
+	byPID map[int]procCPU
 	// Busy and Total are the machine's busy and total CPU seconds (all
 	// cores) from /proc/stat: Busy/Total is its utilisation.
 	Busy, Total float64
+}
+
+type procCPU struct {
+	role string
+	secs float64
 }
 
 // clockTicks is USER_HZ, the unit of /proc times (100 on Linux/amd64).
@@ -23,7 +32,7 @@ const clockTicks = 100
 
 // SampleCPU reads the CPU times now; processes it cannot read are skipped.
 func SampleCPU() CPU {
-	c := CPU{ByRole: map[string]float64{}}
+	c := CPU{ByRole: map[string]float64{}, byPID: map[int]procCPU{}}
 	self := os.Getpid()
 	dirs, _ := filepath.Glob("/proc/[0-9]*")
 	for _, d := range dirs {
@@ -52,6 +61,7 @@ func SampleCPU() CPU {
 		u, _ := strconv.ParseFloat(f[11], 64)
 		s, _ := strconv.ParseFloat(f[12], 64)
 		c.ByRole[role] += (u + s) / clockTicks
+		c.byPID[pid] = procCPU{role, (u + s) / clockTicks}
 	}
 	if b, err := os.ReadFile("/proc/stat"); err == nil {
 		line, _, _ := strings.Cut(string(b), "\n")
@@ -92,11 +102,15 @@ func roleOf(dir string, self bool) string {
 	return ""
 }
 
-// Since is the CPU used between before and c.
+// Since is the CPU used between before and c, by the processes alive at c.
 func (c CPU) Since(before CPU) CPU {
 	d := CPU{ByRole: map[string]float64{}, Busy: c.Busy - before.Busy, Total: c.Total - before.Total}
-	for r, v := range c.ByRole {
-		d.ByRole[r] = v - before.ByRole[r]
+	for pid, p := range c.byPID {
+		prev := before.byPID[pid]
+		if prev.role != p.role { // a new process, or the pid reused
+			prev.secs = 0
+		}
+		d.ByRole[p.role] += p.secs - prev.secs
 	}
 	return d
 }

@@ -52,3 +52,14 @@ func TestOpenLoopKeepsTheSchedule(t *testing.T) {
 		t.Errorf("at most %d requests at once: the sends waited for answers (closed loop)", maxConcurrent.Load())
 	}
 }
+
+// TestCPUSinceCountsRestartedProcesses: a process that started during the
+// run counts from zero, never negative.
+func TestCPUSinceCountsRestartedProcesses(t *testing.T) {
+	before := CPU{byPID: map[int]procCPU{10: {"kafka", 50}, 11: {"redis", 3}}}
+	after := CPU{byPID: map[int]procCPU{20: {"kafka", 2}, 11: {"redis", 4}}}
+	d := after.Since(before)
+	if d.ByRole["kafka"] != 2 || d.ByRole["redis"] != 1 {
+		t.Fatalf("%v, want kafka 2 (restarted) and redis 1", d.ByRole)
+	}
+}
