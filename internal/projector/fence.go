@@ -10,6 +10,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
@@ -136,12 +137,12 @@ func (p *Projector) topicID(ctx context.Context, topic string) ([16]byte, error)
 // previousDeadline reads the write deadlines announced for the partitions
 // in got (by a previous owner that did not finish or did not commit) and
 // returns the latest, or the zero time when none is pending.
-func (p *Projector) previousDeadline(ctx context.Context, got map[string][]int32) (time.Time, error) {
+func (p *Projector) previousDeadline(ctx context.Context, cl *kgo.Client, got map[string][]int32) (time.Time, error) {
 	topics := make([]string, 0, len(got))
 	for t := range got {
 		topics = append(topics, t)
 	}
-	offs, err := kadm.NewClient(p.cl).FetchOffsetsForTopics(ctx, p.cfg.Group, topics...)
+	offs, err := kadm.NewClient(cl).FetchOffsetsForTopics(ctx, p.cfg.Group, topics...)
 	if err == nil {
 		err = offs.Error()
 	}
@@ -197,7 +198,7 @@ func (p *Projector) awaitPrevious(ctx context.Context) error {
 			continue
 		}
 		rctx, cancel := context.WithTimeout(ctx, time.Second)
-		d, err := p.previousDeadline(rctx, parts)
+		d, err := p.previousDeadline(rctx, p.cl, parts)
 		cancel()
 		if err == nil && d.IsZero() {
 			break // released

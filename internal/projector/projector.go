@@ -595,9 +595,10 @@ func (p *Projector) revoke(_ context.Context, _ *kgo.Client, lost map[string][]i
 // assigned forgets a revocation of a partition assigned again before prune
 // saw it: records fetched under the new assignment must not be dropped
 // (that would skip them); old ones still pending are applied again, which
-// the sinks ignore by version.
-func (p *Projector) assigned(ctx context.Context, _ *kgo.Client, got map[string][]int32) {
-	p.awaitOwners(ctx, got)
+// the sinks ignore by version. It uses the client it is given: the group
+// can assign partitions before New has stored p.cl.
+func (p *Projector) assigned(ctx context.Context, cl *kgo.Client, got map[string][]int32) {
+	p.awaitOwners(ctx, cl, got)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for t, parts := range got {
@@ -622,13 +623,13 @@ const maxDeadlineShift = 3
 // may not have finished, and defers this member's writes until that write's
 // deadline (see fence.go). When it cannot tell, it waits the longest
 // deadline an apply can announce.
-func (p *Projector) awaitOwners(ctx context.Context, got map[string][]int32) {
+func (p *Projector) awaitOwners(ctx context.Context, cl *kgo.Client, got map[string][]int32) {
 	if len(got) == 0 {
 		return
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	until, err := p.previousDeadline(ctx, got)
+	until, err := p.previousDeadline(ctx, cl, got)
 	if err != nil {
 		// A previous owner retrying a write may have announced the longest
 		// deadline a retry gets.
