@@ -18,21 +18,32 @@ import (
 // materialized view) hourly volume per currency. It implements
 // projection.View and the readers of the query API.
 //
-// Apply is idempotent per (aggregate, version) without relying on merges:
-//   - An event is inserted into ledger_events only if its (aggregate_id,
-//     version) is not there yet. The view remembers, per aggregate, the
-//     highest version it knows to be the end of that aggregate's rows; for
-//     an aggregate it has not seen since start (or since a failed Apply, or
-//     whose rows have a hole) it first asks ledger_events which versions
-//     from the batch's lowest one up exist. Redelivery therefore inserts
-//     nothing, and the summing materialized view over ledger_events stays
-//     exact. Events after a gap are still recorded in ledger_events.
+// Apply is idempotent per (aggregate, version) without relying on merges,
+// and in the steady state it reads nothing before it inserts:
+//   - Every row of ledger_events carries the position of its record in the
+//     events topic (kafka_partition, kafka_offset). The view remembers, per
+//     partition, up to which offset the table holds every event; it learns
+//     that once, with one query, when it starts, after Reset (an
+//     assignment) and after a failed Apply: the offsets below the first one
+//     it is given were committed by the group, so written, and the query
+//     returns which ones above it a crashed predecessor wrote. An event
+//     past that point is new and inserted without a lookup; one the table
+//     holds is skipped. One at or below it (a redelivery after a failed
+//     offset commit, or events given out of log order) is looked up by
+//     version, as every event was before: redelivery inserts nothing, and
+//     the summing materialized view over ledger_events stays exact. Events
+//     after a version gap are still recorded in ledger_events.
 //   - Account states are folded with projection.NextAccount from the state
-//     stored in account_balances (loaded lazily with FINAL, then cached):
-//     an event applies only if its version is the stored version + 1; older
-//     ones are skipped, and after a gap nothing more applies to that account
-//     until the gap is filled.
+//     stored in account_balances (read with FINAL the first time an account
+//     is seen, then cached; an account whose opening is inserted now has
+//     none): an event applies only if its version is the stored version + 1;
+//     older ones are skipped, and after a gap nothing more applies to that
+//     account until the gap is filled.
 //   - Values that are not ledger events are skipped (nothing is written).
+//
+// Positions are those of the events topic's records; events must come with
+// them (projection.Event.Partition and Offset), and in log order per
+// partition as the projector gives them, for the lookup-free path.
 //
 // ledger_events is written before account_balances, so a crash between the
 // two leaves events whose balance is not yet folded; the retry finds the
@@ -47,7 +58,7 @@ type View struct {
 	t    tables
 
 	accounts map[string]projection.AccountView // stored state; Version 0 = none
-	written  map[string]int64                  // highest version present in ledger_events
+	parts    map[int32]*position               // what ledger_events holds of each partition
 }
 
 var _ projection.View = (*View)(nil)
@@ -62,7 +73,7 @@ func NewView(conn driver.Conn, opts Options) (*View, error) {
 	return &View{
 		conn: conn, opts: opts, d: ddl{opts}, t: tablesOf(opts.Generation),
 		accounts: map[string]projection.AccountView{},
-		written:  map[string]int64{},
+		parts:    map[int32]*position{},
 	}, nil
 }
 
@@ -133,8 +144,8 @@ func (v *View) Apply(ctx context.Context, batch []projection.Event) error {
 	if len(batch) == 0 {
 		return nil
 	}
-	if len(v.accounts) > v.opts.CacheSize || len(v.written) > v.opts.CacheSize {
-		v.Reset()
+	if len(v.accounts) > v.opts.CacheSize {
+		v.accounts = map[string]projection.AccountView{}
 	}
 	rows := make([]eventRow, len(batch))
 	var aggs []string
@@ -150,25 +161,69 @@ func (v *View) Apply(ctx context.Context, batch []projection.Event) error {
 			v.revalidate(a, rows[i].Version)
 		}
 	}
-	if err := v.load(ctx, aggs); err != nil {
-		v.forget(aggs)
+	fail := func(err error) error {
+		v.forget(aggs, rows)
 		return err
 	}
-	tails, err := v.present(ctx, rows)
+	if err := v.locate(ctx, rows); err != nil {
+		return fail(err)
+	}
+	// Which rows are new: a position past what the partition is known to
+	// hold is; one the store holds is not; one at or below the known end
+	// (a redelivery, or events given out of log order) is looked up by
+	// version.
+	fresh := make([]bool, len(rows))
+	var unsure []eventRow
+	for i, r := range rows {
+		if !r.known {
+			continue
+		}
+		switch pos := v.parts[r.Partition]; {
+		case pos.above[r.Offset]:
+		case r.Offset > pos.through:
+			fresh[i] = true
+		default:
+			unsure = append(unsure, r)
+		}
+	}
+	tails, err := v.present(ctx, unsure)
 	if err != nil {
-		v.forget(aggs)
-		return err
+		return fail(err)
+	}
+	// The stored state of an account is needed unless its first event here
+	// is its opening, written now for the first time: then there is none
+	// (balances are written after the events they fold).
+	var load []string
+	first := map[string]bool{}
+	for i, r := range rows {
+		if !r.known || first[r.AggregateID] {
+			continue
+		}
+		first[r.AggregateID] = true
+		if _, cached := v.accounts[r.AggregateID]; cached {
+			continue
+		}
+		if r.Version == 1 && fresh[i] {
+			v.accounts[r.AggregateID] = projection.AccountView{}
+			continue
+		}
+		load = append(load, r.AggregateID)
+	}
+	if err := v.load(ctx, load); err != nil {
+		return fail(err)
 	}
 
 	states := map[string]projection.AccountView{}
+	inserted := map[string]map[int64]bool{} // within the batch: a duplicate is written once
 	var inserts []eventRow
 	for i, r := range rows {
 		if !r.known {
 			continue
 		}
+		before := v.accounts[r.AggregateID]
 		st, ok := states[r.AggregateID]
 		if !ok {
-			st = v.accounts[r.AggregateID]
+			st = before
 		}
 		if r.Currency == "" {
 			r.Currency = st.Currency // AccountClosed carries none
@@ -177,24 +232,41 @@ func (v *View) Apply(ctx context.Context, batch []projection.Event) error {
 			next.UpdatedAt = next.UpdatedAt.Truncate(time.Millisecond)
 			states[r.AggregateID] = next
 		}
-		if tl := tails[r.AggregateID]; r.Version > tl.base && !tl.have[r.Version] {
-			tl.have[r.Version] = true
-			inserts = append(inserts, r)
+		write := fresh[i]
+		if tl := tails[r.AggregateID]; !write && tl != nil {
+			write = r.Version > tl.base && !tl.have[r.Version]
 		}
+		// The stored balance folds every event up to its version, and
+		// balances are written after events: those are all stored.
+		if !write || r.Version <= before.Version || inserted[r.AggregateID][r.Version] {
+			continue
+		}
+		if inserted[r.AggregateID] == nil {
+			inserted[r.AggregateID] = map[int64]bool{}
+		}
+		inserted[r.AggregateID][r.Version] = true
+		if tl := tails[r.AggregateID]; tl != nil {
+			tl.have[r.Version] = true
+		}
+		inserts = append(inserts, r)
 	}
 	if err := v.insertEvents(ctx, inserts); err != nil {
-		v.forget(aggs)
-		return err
+		return fail(err)
 	}
 	if err := v.insertBalances(ctx, states); err != nil {
-		v.forget(aggs)
-		return err
+		return fail(err)
 	}
-	for a, tl := range tails {
-		if w, ok := tl.contiguous(); ok {
-			v.written[a] = w
-		} else {
-			delete(v.written, a) // ask the table next time
+	for _, r := range rows {
+		pos := v.parts[r.Partition]
+		if r.Offset > pos.through {
+			pos.through = r.Offset
+		}
+	}
+	for _, pos := range v.parts {
+		for off := range pos.above {
+			if off <= pos.through {
+				delete(pos.above, off)
+			}
 		}
 	}
 	for a, st := range states {
@@ -203,7 +275,7 @@ func (v *View) Apply(ctx context.Context, batch []projection.Event) error {
 	return nil
 }
 
-// revalidate drops the cached knowledge of aggregate a if first, the
+// revalidate drops the cached state of aggregate a if first, the
 // aggregate's first version in a batch, does not follow it: another
 // instance may have written the aggregate meanwhile (the partition moved
 // away and back), so the store is asked again rather than a gap assumed.
@@ -211,25 +283,84 @@ func (v *View) revalidate(a string, first int64) {
 	if st, ok := v.accounts[a]; ok && first > st.Version+1 {
 		delete(v.accounts, a)
 	}
-	if w, ok := v.written[a]; ok && first > w+1 {
-		delete(v.written, a)
-	}
 }
 
-// Reset empties the caches, so that every aggregate's state is read from
-// the store again. Call it when partitions are assigned: another instance
-// may have written the tables while this one did not own them.
+// Reset empties what the view remembers of the store, so that it is read
+// again: call it when partitions are assigned, as another instance may have
+// written the tables while this one did not own them. A failed Apply does
+// the same for what its batch touched.
 func (v *View) Reset() {
-	v.accounts, v.written = map[string]projection.AccountView{}, map[string]int64{}
+	v.accounts, v.parts = map[string]projection.AccountView{}, map[int32]*position{}
 }
 
-// forget drops cached knowledge of aggs: after a failed write it is unknown
-// what reached the store.
-func (v *View) forget(aggs []string) {
+// forget drops what the view knows of the aggregates and partitions of a
+// failed batch: it is unknown what reached the store.
+func (v *View) forget(aggs []string, rows []eventRow) {
 	for _, a := range aggs {
 		delete(v.accounts, a)
-		delete(v.written, a)
 	}
+	for _, r := range rows {
+		delete(v.parts, r.Partition)
+	}
+}
+
+// position is what ledger_events holds of one partition of the events
+// topic: every event at an offset ≤ through, and above it exactly the
+// offsets in above (a crashed predecessor's writes it did not commit).
+type position struct {
+	through int64
+	above   map[int64]bool
+}
+
+// locate learns, for every partition of rows the view has no position of,
+// which events ledger_events holds from the partition's lowest offset in
+// rows on: the offsets below it were committed by the consumer group, so
+// applied. One query for all of them; it runs when a view starts, after
+// Reset (an assignment) and after a failed Apply, not per batch.
+func (v *View) locate(ctx context.Context, rows []eventRow) error {
+	from := map[int32]int64{}
+	for _, r := range rows {
+		if _, ok := v.parts[r.Partition]; ok {
+			continue
+		}
+		if f, ok := from[r.Partition]; !ok || r.Offset < f {
+			from[r.Partition] = r.Offset
+		}
+	}
+	if len(from) == 0 {
+		return nil
+	}
+	conds := make([]string, 0, len(from))
+	args := make([]any, 0, 2*len(from))
+	found := map[int32]*position{}
+	for p, f := range from {
+		conds = append(conds, "(kafka_partition = ? AND kafka_offset >= ?)")
+		args = append(args, p, f)
+		found[p] = &position{through: f - 1, above: map[int64]bool{}}
+	}
+	q := "SELECT kafka_partition, kafka_offset FROM " + v.d.q(v.t.events) + " WHERE " + strings.Join(conds, " OR ")
+	rs, err := v.conn.Query(ctx, q, args...)
+	if err != nil {
+		return fmt.Errorf("clickhouse: read written positions: %w", err)
+	}
+	defer rs.Close()
+	for rs.Next() {
+		var p int32
+		var off int64
+		if err := rs.Scan(&p, &off); err != nil {
+			return fmt.Errorf("clickhouse: read written positions: %w", err)
+		}
+		if pos := found[p]; pos != nil {
+			pos.above[off] = true
+		}
+	}
+	if err := rs.Err(); err != nil {
+		return fmt.Errorf("clickhouse: read written positions: %w", err)
+	}
+	for p, pos := range found {
+		v.parts[p] = pos
+	}
+	return nil
 }
 
 // Statements that name ids are cut into chunks of at most inChunk ids and
@@ -302,35 +433,16 @@ type tail struct {
 	have map[int64]bool
 }
 
-// contiguous reports whether the tail is base+1..w without a hole, so that
-// "≤ w present, nothing above" describes it in one number.
-func (t *tail) contiguous() (w int64, ok bool) {
-	w = t.base
-	for ver := range t.have {
-		w = max(w, ver)
-	}
-	return w, int64(len(t.have)) == w-t.base
-}
-
 // present returns, for every aggregate of rows, which of its versions
-// ledger_events holds. A cached written version answers without a query;
-// otherwise the table is asked for every version from the batch's lowest
-// one up (no upper bound: a crashed predecessor may have written further).
+// ledger_events holds: the table is asked for every version from the
+// aggregate's lowest one in rows up (no upper bound: a crashed predecessor
+// may have written further).
 func (v *View) present(ctx context.Context, rows []eventRow) (map[string]*tail, error) {
 	out := map[string]*tail{}
 	var ask []string
 	for _, r := range rows {
-		if !r.known {
-			continue
-		}
 		if tl := out[r.AggregateID]; tl != nil {
-			if _, cached := v.written[r.AggregateID]; !cached {
-				tl.base = min(tl.base, r.Version-1)
-			}
-			continue
-		}
-		if w, cached := v.written[r.AggregateID]; cached {
-			out[r.AggregateID] = &tail{base: w, have: map[int64]bool{}}
+			tl.base = min(tl.base, r.Version-1)
 			continue
 		}
 		out[r.AggregateID] = &tail{base: r.Version - 1, have: map[int64]bool{}}

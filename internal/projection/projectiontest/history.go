@@ -5,6 +5,7 @@ package projectiontest
 
 import (
 	"fmt"
+	"hash/fnv"
 	"math/rand/v2"
 	"time"
 
@@ -14,7 +15,10 @@ import (
 
 // History is a generated, valid event history and the views it must lead to.
 type History struct {
-	// Events in log order per aggregate; aggregates interleave.
+	// Events in log order per aggregate; aggregates interleave. Each has
+	// a position as in an events topic of Partitions partitions: an
+	// aggregate's events on one partition (by a hash of its id), offsets
+	// increasing in the order of Events.
 	Events []projection.Event
 	// Accounts, Transfers and Txs (every money event, newest first) are the
 	// expected final views, built by the generator independently of the
@@ -27,6 +31,20 @@ type History struct {
 // Base is the time of the first generated event. Events are one second apart,
 // so views that store seconds (ClickHouse DateTime) keep them exactly.
 var Base = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+
+// Partitions is the number of partitions generated events are spread over.
+const Partitions = 4
+
+// position places an aggregate's next event: its partition (FNV-1a of the
+// id) and that partition's next offset.
+func position(next map[int32]int64, id string) (int32, int64) {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(id))
+	p := int32(h.Sum32() % Partitions)
+	off := next[p]
+	next[p] = off + 1
+	return p, off
+}
 
 type genAccount struct {
 	view          projection.AccountView
@@ -56,6 +74,7 @@ func Generate(seed uint64, idPrefix string, n, steps int) History {
 	var ids []string
 	clock := Base
 	seq := 0
+	offsets := map[int32]int64{}
 	var pending []pendingTransfer
 
 	emit := func(a *genAccount, v any) {
@@ -116,6 +135,7 @@ func Generate(seed uint64, idPrefix string, n, steps int) History {
 		if err != nil {
 			panic(err)
 		}
+		e.Partition, e.Offset = position(offsets, id)
 		h.Events = append(h.Events, e)
 	}
 
