@@ -35,7 +35,8 @@ import (
 //  2. redis: a live projector (projector.New + Run, Redis sink with the
 //     command-results topic too, as `projector serve` runs it) from a cold
 //     start until kafkax.CaughtUp for its group;
-//  3. clickhouse: the same with the ClickHouse view;
+//  3. clickhouse: the same with the ClickHouse view (its batch settings
+//     as `projector serve` has them);
 //  4. rebuild-redis / rebuild-clickhouse: the replay `projector rebuild`
 //     runs (projector.NewReplay + Run into generation 1) over the same
 //     topic. The switch and the drop of the old generation that follow the
@@ -141,7 +142,8 @@ func BenchmarkProjection(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	chDur, chStart := pbProject(b, ctx, s, projector.Config{Group: chGroup, Sink: view, Log: quiet}, produced)
+	chDur, chStart := pbProject(b, ctx, s, projector.Config{Group: chGroup, Sink: view, Log: quiet,
+		MaxBatch: projector.ClickHouseMaxBatch, MaxDelay: projector.ClickHouseMaxDelay}, produced)
 	pbCheckClickHouse(b, ctx, conn, db, 0, produced, expected)
 	chRate := report("clickhouse projector", chDur, "ch-events/s", startup(chDur, chStart))
 
@@ -217,16 +219,21 @@ func pbProduce(b *testing.B, ctx context.Context, s *stack, events []projection.
 // caught-up check (which reads Kafka) only starts once it can succeed.
 type countingSink struct {
 	projection.Sink
-	n     atomic.Int64
-	first atomic.Int64 // unix nanoseconds of the first Apply
+	n, batches atomic.Int64
+	first      atomic.Int64 // unix nanoseconds of the first Apply
+	applying   atomic.Int64 // nanoseconds spent in Apply
 }
 
 func (c *countingSink) Apply(ctx context.Context, batch []projection.Event) error {
-	c.first.CompareAndSwap(0, time.Now().UnixNano())
-	if err := c.Sink.Apply(ctx, batch); err != nil {
+	t0 := time.Now()
+	c.first.CompareAndSwap(0, t0.UnixNano())
+	err := c.Sink.Apply(ctx, batch)
+	c.applying.Add(int64(time.Since(t0)))
+	if err != nil {
 		return err
 	}
 	c.n.Add(int64(len(batch)))
+	c.batches.Add(1)
 	return nil
 }
 
@@ -264,6 +271,9 @@ func pbProject(b *testing.B, ctx context.Context, s *stack, cfg projector.Config
 	pcancel()
 	if err := <-perr; err != nil {
 		b.Fatalf("projector: %v", err)
+	}
+	if nb := cs.batches.Load(); nb > 0 {
+		b.Logf("%s: %d batches of %.0f events on average, %s in Apply", cfg.Group, nb, float64(cs.n.Load())/float64(nb), time.Duration(cs.applying.Load()).Round(time.Millisecond))
 	}
 	if got := cs.n.Load(); got != int64(events) {
 		b.Logf("note: %s applied %d events for %d in the topic (redeliveries)", cfg.Group, got, events)

@@ -61,6 +61,7 @@ func run(args []string) error {
 		maxBatch int
 		maxDelay time.Duration
 		chDelay  time.Duration
+		chBatch  int
 		session  time.Duration
 		writeDL  time.Duration
 		instance string
@@ -70,9 +71,10 @@ func run(args []string) error {
 	httpCfg.RegisterFlags(serveFS, "127.0.0.1:8081")
 	serveFS.BoolVar(&serveRed, "redis-projector", true, "run the Redis projector (REDIS_PROJECTOR)")
 	serveFS.BoolVar(&serveCH, "clickhouse-projector", true, "run the ClickHouse projector (CLICKHOUSE_PROJECTOR)")
-	serveFS.IntVar(&maxBatch, "max-batch", 1000, "records applied per batch, at most (MAX_BATCH)")
+	serveFS.IntVar(&maxBatch, "max-batch", 1000, "records applied per Redis batch, at most (MAX_BATCH)")
+	serveFS.IntVar(&chBatch, "clickhouse-max-batch", projector.ClickHouseMaxBatch, "records applied per ClickHouse batch, at most: each batch is one INSERT per table, whose cost is mostly per INSERT (files of a new part), so a projector catching up applies large ones (CLICKHOUSE_MAX_BATCH)")
 	serveFS.DurationVar(&maxDelay, "max-delay", 0, "how long a Redis batch may wait to fill up; 0 applies what a poll returned at once, and batches grow by themselves under load (MAX_DELAY)")
-	serveFS.DurationVar(&chDelay, "clickhouse-max-delay", 200*time.Millisecond, "how long a ClickHouse batch may wait to fill up: one INSERT makes a part per table, and small ones cost ClickHouse 6 times the CPU per event (see the README) (CLICKHOUSE_MAX_DELAY)")
+	serveFS.DurationVar(&chDelay, "clickhouse-max-delay", projector.ClickHouseMaxDelay, "how long a ClickHouse batch may wait to fill up: one INSERT makes a part per table, and small ones cost ClickHouse 6 times the CPU per event (see the README) (CLICKHOUSE_MAX_DELAY)")
 	serveFS.DurationVar(&session, "group-session-timeout", 45*time.Second, "how long the group waits for a crashed projector before reassigning its partitions (GROUP_SESSION_TIMEOUT)")
 	serveFS.DurationVar(&writeDL, "write-deadline", 3*time.Second, "the most one batch's write to a store may take (a retry gets up to 8 times as long); a projector taking over a partition from one that died mid-write waits for it (WRITE_DEADLINE)")
 	serveFS.StringVar(&instance, "projector-instance", "", "a stable id of this projector among its group's members (e.g. a StatefulSet ordinal): static group membership, so that a restarted projector gets its partitions back at once (PROJECTOR_INSTANCE)")
@@ -87,8 +89,8 @@ func run(args []string) error {
 			if !serveRed && !serveCH {
 				errs = append(errs, errors.New("redis-projector and clickhouse-projector are both off: nothing to run"))
 			}
-			if maxBatch <= 0 {
-				errs = append(errs, fmt.Errorf("max-batch %d: must be positive", maxBatch))
+			if maxBatch <= 0 || chBatch <= 0 {
+				errs = append(errs, fmt.Errorf("max-batch %d, clickhouse-max-batch %d: must be positive", maxBatch, chBatch))
 			}
 			if maxDelay < 0 || chDelay < 0 {
 				errs = append(errs, fmt.Errorf("max-delay %s, clickhouse-max-delay %s: must not be negative", maxDelay, chDelay))
@@ -118,7 +120,7 @@ func run(args []string) error {
 				}
 				if serveCH {
 					base := base
-					base.MaxDelay = chDelay
+					base.MaxDelay, base.MaxBatch = chDelay, chBatch
 					if err := serveClickHouse(ctx, s, sc, base); err != nil {
 						return err
 					}

@@ -34,15 +34,15 @@ type Options struct {
 	// Generation 0 is the live tables (ledger_events, …); a rebuild writes
 	// generation N > 0 (ledger_events_gN, …) and Swap promotes it.
 	Generation int
-	// BatchRows caps the rows of one INSERT; default 10000.
+	// BatchRows caps the rows of one INSERT; default 50000.
 	BatchRows int
 	// Cluster, when set, makes every DDL statement ON CLUSTER and every
 	// engine Replicated.
 	Cluster string
 	// ZKPath is the Replicated engines' path template; default DefaultZKPath.
 	ZKPath string
-	// CacheSize bounds the in-process cache of account states and written
-	// versions; it is emptied when it grows past this. Default 100000.
+	// CacheSize bounds the in-process cache of account states; it is
+	// emptied when it grows past this. Default 100000.
 	CacheSize int
 }
 
@@ -71,7 +71,7 @@ func (o Options) Validate() error {
 
 func (o Options) withDefaults() Options {
 	if o.BatchRows == 0 {
-		o.BatchRows = 10000
+		o.BatchRows = 50000
 	}
 	if o.ZKPath == "" {
 		o.ZKPath = DefaultZKPath

@@ -57,6 +57,14 @@ type ResultSink interface {
 	ApplyOutcomes(ctx context.Context, batch []projection.Outcome) error
 }
 
+// The ClickHouse projector's defaults in `projector serve`: an INSERT costs
+// ClickHouse mostly per part written (a file per column of each table), so
+// its batches wait a little to fill and may be large.
+const (
+	ClickHouseMaxBatch = 20000
+	ClickHouseMaxDelay = 200 * time.Millisecond
+)
+
 // Config configures a projector. Zero values mean the documented defaults.
 type Config struct {
 	Kafka config.Kafka

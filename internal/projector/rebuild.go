@@ -53,7 +53,9 @@ type ReplayConfig struct {
 	Sink projection.Sink
 	// Results, when set, also receives the command-results topic.
 	Results ResultSink
-	// MaxBatch is the most records applied at once. Default 5000.
+	// MaxBatch is the most records applied at once. Default 20000: a
+	// replay has no latency to keep, and ClickHouse's cost is mostly per
+	// INSERT.
 	MaxBatch int
 	// SmallLag ends the catch-up: a pass that read at most this many records
 	// is the last. Default 500.
@@ -94,7 +96,7 @@ func NewReplay(cfg ReplayConfig) (*Replay, error) {
 		return nil, err
 	}
 	if cfg.MaxBatch <= 0 {
-		cfg.MaxBatch = 5000
+		cfg.MaxBatch = 20000
 	}
 	if cfg.SmallLag <= 0 {
 		cfg.SmallLag = 500
