@@ -61,19 +61,45 @@ type Sink struct {
 }
 
 var (
-	// KEYS: account, tx list. ARGV: version, tx JSON or "", max tx, field, value, …
-	// Returns 1 applied, 0 duplicate (version already seen), -1 gap.
+	// KEYS: account, tx list. ARGV: max tx, n, then n events in version
+	// order, each as: version, tx JSON or "", number of fields, field,
+	// value, … Each event applies only if its version is the stored one + 1
+	// (counting those applied before it in the call), exactly as n calls
+	// of one event would; the hash is written once and the list pushed
+	// once. Returns {applied, duplicates (version already seen), gaps}.
 	accountScript = redis.NewScript(`
-local v = tonumber(ARGV[1])
 local cur = tonumber(redis.call('HGET', KEYS[1], 'version') or '0')
-if v <= cur then return 0 end
-if v ~= cur + 1 then return -1 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 4))
-if ARGV[2] ~= '' then
-  redis.call('LPUSH', KEYS[2], ARGV[2])
-  redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[3]) - 1)
+local n = tonumber(ARGV[2])
+local i = 3
+local applied, dup, gap = 0, 0, 0
+local fields, txs = {}, {}
+for _ = 1, n do
+  local v, nf = tonumber(ARGV[i]), tonumber(ARGV[i+2])
+  if v <= cur then
+    dup = dup + 1
+  elseif v ~= cur + 1 then
+    gap = gap + 1
+  else
+    cur = v
+    applied = applied + 1
+    for f = i + 3, i + 1 + 2 * nf, 2 do fields[ARGV[f]] = ARGV[f+1] end
+    if ARGV[i+1] ~= '' then txs[#txs+1] = ARGV[i+1] end
+  end
+  i = i + 3 + 2 * nf
 end
-return 1`)
+if applied > 0 then
+  local flat = {}
+  for k, val in pairs(fields) do
+    flat[#flat+1] = k
+    flat[#flat+1] = val
+  end
+  redis.call('HSET', KEYS[1], unpack(flat))
+  if #txs > 0 then
+    redis.call('LPUSH', KEYS[2], unpack(txs))
+    redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[1]) - 1)
+  end
+end
+return {applied, dup, gap}`)
 
 	// KEYS: transfer. ARGV: rank, field, value, … A status only replaces one of
 	// a lower rank (pending < completed | refunded). Returns 1 when written.
@@ -154,6 +180,7 @@ type call struct {
 	keys   []string
 	args   []any
 	kind   int // 0 account, 1 transfer, 2 outcome
+	events int // of an account call: how many events it carries
 }
 
 func fmtTime(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
@@ -166,10 +193,16 @@ func i64(v int64) string { return strconv.FormatInt(v, 10) }
 // (Watcher); a lost message only delays them to their next poll.
 func ChangesChannel(prefix string) string { return prefix + "changes" }
 
-// Apply writes the batch, then announces the accounts it wrote on
-// ChangesChannel; see Sink.
+// maxPerCall bounds the events of one aggregate applied by one script
+// call (Lua's unpack takes at most a few thousand values).
+const maxPerCall = 100
+
+// Apply writes the batch, one script call per aggregate (for up to
+// maxPerCall of its events) and one per transfer event, in pipelines; then
+// it announces the accounts it wrote on ChangesChannel. See Sink.
 func (s *Sink) Apply(ctx context.Context, batch []projection.Event) error {
-	calls := make([]call, 0, len(batch)+len(batch)/4)
+	calls := make([]call, 0, len(batch)/2+1)
+	open := map[string]int{} // aggregate → index in calls of its call with room left
 	var changed strings.Builder
 	for _, e := range batch {
 		p, ok := projection.PatchOf(e)
@@ -177,36 +210,50 @@ func (s *Sink) Apply(ctx context.Context, batch []projection.Event) error {
 			s.unknown.Add(1)
 			continue
 		}
-		args := []any{i64(e.Version), "", s.opts.MaxTx}
+		tx := ""
 		if p.Tx != nil {
 			b, err := json.Marshal(p.Tx)
 			if err != nil {
 				return fmt.Errorf("encode transaction %s: %w", e.EventID, err)
 			}
-			args[1] = string(b)
+			tx = string(b)
 		}
+		var fields []any
 		if p.Open {
-			args = append(args, "account_id", e.AggregateID, "owner", p.Owner, "currency", p.Currency,
+			fields = append(fields, "account_id", e.AggregateID, "owner", p.Owner, "currency", p.Currency,
 				"overdraft_limit", i64(p.OverdraftLimit), "status", projection.StatusOpen)
 		}
 		if p.SetBalance {
-			args = append(args, "balance", i64(p.Balance))
+			fields = append(fields, "balance", i64(p.Balance))
 		}
 		if p.Close {
-			args = append(args, "status", projection.StatusClosed)
+			fields = append(fields, "status", projection.StatusClosed)
 		}
-		args = append(args, "version", i64(p.Version), "updated_at", fmtTime(p.UpdatedAt))
-		calls = append(calls, call{accountScript, []string{s.AccountKey(e.AggregateID), s.TxKey(e.AggregateID)}, args, 0})
-		changed.WriteString(e.AggregateID)
-		changed.WriteByte('\n')
+		fields = append(fields, "version", i64(p.Version), "updated_at", fmtTime(p.UpdatedAt))
+
+		i, ok := open[e.AggregateID]
+		if !ok || calls[i].events == maxPerCall {
+			i = len(calls)
+			open[e.AggregateID] = i
+			calls = append(calls, call{script: accountScript, keys: []string{s.AccountKey(e.AggregateID), s.TxKey(e.AggregateID)},
+				args: []any{s.opts.MaxTx, 0}})
+			if !ok {
+				changed.WriteString(e.AggregateID)
+				changed.WriteByte('\n')
+			}
+		}
+		c := &calls[i]
+		c.events++
+		c.args[1] = c.events
+		c.args = append(append(c.args, i64(e.Version), tx, len(fields)/2), fields...)
 
 		if t, ok := projection.TransferOf(e); ok {
-			calls = append(calls, call{transferScript, []string{s.TransferKey(t.TransferID)}, []any{
+			calls = append(calls, call{script: transferScript, keys: []string{s.TransferKey(t.TransferID)}, args: []any{
 				projection.TransferRank(t.Status),
 				"transfer_id", t.TransferID, "status", t.Status, "rank", projection.TransferRank(t.Status),
 				"from_account_id", t.FromAccountID, "to_account_id", t.ToAccountID,
 				"amount", i64(t.Amount), "currency", t.Currency, "updated_at", fmtTime(t.UpdatedAt),
-			}, 1})
+			}, kind: 1})
 		}
 	}
 	if err := s.run(ctx, calls); err != nil {
@@ -235,12 +282,12 @@ func (s *Sink) ApplyOutcomes(ctx context.Context, batch []projection.Outcome) er
 			continue
 		}
 		key := s.CommandKey(o.CommandID)
-		calls = append(calls, call{outcomeScript, []string{key, key + "@" + o.AggregateID}, []any{
+		calls = append(calls, call{script: outcomeScript, keys: []string{key, key + "@" + o.AggregateID}, kind: 2, args: []any{
 			exp.UnixMilli(), o.AggregateID,
 			"command_id", o.CommandID, "aggregate_id", o.AggregateID, "command_type", o.CommandType,
 			"status", o.Status, "reason", o.Reason, "message", o.Message,
 			"version", i64(o.Version), "processed_at", fmtTime(o.ProcessedAt),
-		}, 2})
+		}})
 	}
 	return s.run(ctx, calls)
 }
@@ -292,13 +339,10 @@ func (s *Sink) pipeline(ctx context.Context, chunk []call) error {
 		if chunk[i].kind != 0 {
 			continue
 		}
-		switch n, _ := c.Int64(); n {
-		case 1:
-			s.applied.Add(1)
-		case 0:
-			s.duplicates.Add(1)
-		default:
-			s.gaps.Add(1)
+		if n, err := c.Int64Slice(); err == nil && len(n) == 3 {
+			s.applied.Add(n[0])
+			s.duplicates.Add(n[1])
+			s.gaps.Add(n[2])
 		}
 	}
 	return nil

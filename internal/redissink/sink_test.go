@@ -2,9 +2,11 @@ package redissink_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
+	"github.com/cqrs-ledger/ledger/internal/codec"
 	"github.com/cqrs-ledger/ledger/internal/projection"
 	"github.com/cqrs-ledger/ledger/internal/projection/projectiontest"
 	"github.com/cqrs-ledger/ledger/internal/redissink"
@@ -94,4 +96,47 @@ func TestCommandOutcomes(t *testing.T) {
 			t.Errorf("c1 for %q: %+v ok=%v err=%v, want %+v", c.account, got, ok, err, c.want)
 		}
 	}
+}
+
+// TestHotAccountInOneBatch: a batch holding hundreds of events of one
+// account (more than one script call carries) applies them all, in order,
+// and its redelivery, also split across calls, changes nothing.
+func TestHotAccountInOneBatch(t *testing.T) {
+	s := newSink(t, redissink.Options{MaxTx: 1000})
+	const deposits = 250
+	at := projectiontest.Base
+	id := "hot-1"
+	batch := []projection.Event{mustEvent(t, &codec.AccountOpened{EventID: id + "/1", AggregateID: id, Version: 1, CommandID: "c0",
+		OccurredAt: at, Owner: "o", Currency: "EUR"})}
+	for v := int64(2); v <= deposits+1; v++ {
+		batch = append(batch, mustEvent(t, &codec.FundsDeposited{EventID: fmt.Sprintf("%s/%d", id, v), AggregateID: id, Version: v,
+			CommandID: fmt.Sprintf("c%d", v), OccurredAt: at.Add(time.Duration(v) * time.Second), Amount: 10, Currency: "EUR", BalanceAfter: 10 * (v - 1)}))
+	}
+	check := func(stage string, applied, dups int64) {
+		t.Helper()
+		if st := s.Stats(); st.Applied != applied || st.Duplicates != dups || st.Gaps != 0 {
+			t.Fatalf("%s: %+v, want %d applied, %d duplicates", stage, st, applied, dups)
+		}
+		a, ok, err := s.Account(context.Background(), id)
+		if err != nil || !ok || a.Version != deposits+1 || a.Balance != 10*deposits || a.Owner != "o" || a.Status != projection.StatusOpen {
+			t.Fatalf("%s: account %+v (%v, %v)", stage, a, ok, err)
+		}
+		txs, err := s.RecentTransactions(context.Background(), id, 0)
+		if err != nil || len(txs) != deposits || txs[0].Version != deposits+1 || txs[deposits-1].Version != 2 {
+			t.Fatalf("%s: %d transactions (%v), want %d newest first", stage, len(txs), err, deposits)
+		}
+	}
+	projectiontest.ApplyInBatches(t, s, batch, len(batch))
+	check("first delivery", deposits+1, 0)
+	projectiontest.ApplyInBatches(t, s, batch, len(batch))
+	check("redelivery", deposits+1, deposits+1)
+}
+
+func mustEvent(t *testing.T, v any) projection.Event {
+	t.Helper()
+	e, err := projection.EventOf(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
 }
