@@ -71,7 +71,7 @@ func run(args []string) error {
 	httpCfg.RegisterFlags(serveFS, "127.0.0.1:8081")
 	serveFS.BoolVar(&serveRed, "redis-projector", true, "run the Redis projector (REDIS_PROJECTOR)")
 	serveFS.BoolVar(&serveCH, "clickhouse-projector", true, "run the ClickHouse projector (CLICKHOUSE_PROJECTOR)")
-	serveFS.IntVar(&maxBatch, "max-batch", 1000, "records applied per Redis batch, at most (MAX_BATCH)")
+	serveFS.IntVar(&maxBatch, "max-batch", 5000, "records applied per Redis batch, at most; batches are what a poll returned, so they are this large only when the projector is behind (MAX_BATCH)")
 	serveFS.IntVar(&chBatch, "clickhouse-max-batch", projector.ClickHouseMaxBatch, "records applied per ClickHouse batch, at most: each batch is one INSERT per table, whose cost is mostly per INSERT (files of a new part), so a projector catching up applies large ones (CLICKHOUSE_MAX_BATCH)")
 	serveFS.DurationVar(&maxDelay, "max-delay", 0, "how long a Redis batch may wait to fill up; 0 applies what a poll returned at once, and batches grow by themselves under load (MAX_DELAY)")
 	serveFS.DurationVar(&chDelay, "clickhouse-max-delay", projector.ClickHouseMaxDelay, "how long a ClickHouse batch may wait to fill up: one INSERT makes a part per table, and small ones cost ClickHouse 6 times the CPU per event (see the README) (CLICKHOUSE_MAX_DELAY)")

@@ -590,3 +590,18 @@ func (v *View) readAccounts(ctx context.Context, where string, args ...any) (map
 	}
 	return out, nil
 }
+
+// RawInsert writes events as rows of ledger_events in INSERTs of BatchRows
+// rows, with no check and no balances: what a bare batch insert into the
+// same table (and its materialized view) costs, the ceiling that
+// BenchmarkProjection compares Apply with. Not idempotent; not for use on
+// live tables.
+func (v *View) RawInsert(ctx context.Context, events []projection.Event) error {
+	rows := make([]eventRow, 0, len(events))
+	for _, e := range events {
+		if r := rowOf(e); r.known {
+			rows = append(rows, r)
+		}
+	}
+	return v.insertEvents(ctx, rows)
+}

@@ -74,7 +74,7 @@ type Config struct {
 	Sink projection.Sink
 	// Results, when set, also receives the command-results topic (same group).
 	Results ResultSink
-	// MaxBatch is the most records applied in one batch. Default 1000.
+	// MaxBatch is the most records applied in one batch. Default 5000.
 	MaxBatch int
 	// MaxDelay is how long a batch may wait to fill up before it is
 	// applied. The default, 0, applies what a poll returned at once: while
@@ -118,7 +118,7 @@ type Config struct {
 
 func (c *Config) defaults() {
 	if c.MaxBatch <= 0 {
-		c.MaxBatch = 1000
+		c.MaxBatch = 5000
 	}
 	if c.MinBackoff <= 0 {
 		c.MinBackoff = 100 * time.Millisecond

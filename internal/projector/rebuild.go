@@ -96,7 +96,7 @@ func NewReplay(cfg ReplayConfig) (*Replay, error) {
 		return nil, err
 	}
 	if cfg.MaxBatch <= 0 {
-		cfg.MaxBatch = 20000
+		cfg.MaxBatch = 50000
 	}
 	if cfg.SmallLag <= 0 {
 		cfg.SmallLag = 500
