@@ -21,6 +21,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/binary"
 	"encoding/json"
 	"flag"
@@ -33,6 +35,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/hamba/avro/v2"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
 
 	"github.com/cqrs-ledger/ledger/schemas"
 )
@@ -75,17 +78,34 @@ func run() error {
 	owner := flag.String("owner", "Ada Lovelace", "owner of the new account")
 	currency := flag.String("currency", "EUR", "ISO-4217 currency of the new account")
 	amount := flag.Int64("amount", 10_000, "deposit in minor units (cents)")
+	caFile := flag.String("tls-ca", "", "PEM file of the CA that signed the brokers' certificates; connects over TLS when set")
+	user := flag.String("sasl-user", "", "SCRAM-SHA-512 user (an upstream producer may write commands only); the password is read from KAFKA_SASL_PASSWORD")
 	flag.Parse()
 
-	cl, err := kgo.NewClient(
+	opts := []kgo.Opt{
 		kgo.SeedBrokers(strings.Split(*brokers, ",")...),
-		kgo.DefaultProduceTopic(*prefix+"commands"),
+		kgo.DefaultProduceTopic(*prefix + "commands"),
 		// Kafka's default: murmur2 of the key, like the Java client. (This is
 		// also franz-go's behaviour for keyed records, but say it.)
 		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)),
 		// franz-go producers are idempotent by default (acks=all), so a
 		// retried send never duplicates or reorders records of a partition.
-	)
+	}
+	if *caFile != "" {
+		pem, err := os.ReadFile(*caFile)
+		if err != nil {
+			return err
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return fmt.Errorf("%s: no PEM certificate", *caFile)
+		}
+		opts = append(opts, kgo.DialTLSConfig(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}))
+	}
+	if *user != "" {
+		opts = append(opts, kgo.SASL(scram.Auth{User: *user, Pass: os.Getenv("KAFKA_SASL_PASSWORD")}.AsSha512Mechanism()))
+	}
+	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		return err
 	}

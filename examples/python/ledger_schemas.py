@@ -64,3 +64,21 @@ def decode(value, writers, readers):
     writer, legacy = found
     name = writer["name"]
     return name, schemaless_reader(io.BytesIO(value[10:]), writer, readers[name]), legacy
+
+
+def client_config(path):
+    """The librdkafka properties of the file at path (key=value lines, # for
+    comments), e.g. security.protocol, sasl.*, ssl.ca.location; {} without one."""
+    if not path:
+        return {}
+    out = {}
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            key, sep, value = line.partition("=")
+            if not sep:
+                raise SystemExit(f"{path}: want key=value, got {line!r}")
+            out[key.strip()] = value.strip()
+    return out

@@ -54,6 +54,7 @@ def main():
     ap.add_argument("--topic-prefix", required=True)
     ap.add_argument("--schemas", required=True)
     ap.add_argument("--run", required=True)
+    ap.add_argument("--config", help="a file of client properties (key=value): the connection's security")
     args = ap.parse_args()
 
     schemas = ledger_schemas.current(args.schemas)
@@ -64,6 +65,7 @@ def main():
         "partitioner": "murmur2_random",
         "enable.idempotence": True,
         "acks": "all",
+        **ledger_schemas.client_config(args.config),
     })
     topic = args.topic_prefix + "commands"
     now = int(time.time() * 1000)

@@ -34,6 +34,7 @@ def main():
     ap.add_argument("--bootstrap", required=True)
     ap.add_argument("--topic", required=True)
     ap.add_argument("--schemas", required=True)
+    ap.add_argument("--config", help="a file of client properties (key=value): the connection's security")
     args = ap.parse_args()
 
     readers = ledger_schemas.current(args.schemas)
@@ -44,6 +45,7 @@ def main():
         "isolation.level": "read_committed",
         "enable.auto.commit": False,
         "enable.partition.eof": True,  # tells when a partition's committed end is reached
+        **ledger_schemas.client_config(args.config),
     })
     meta = consumer.list_topics(args.topic, timeout=10)
     if meta.topics[args.topic].error is not None:

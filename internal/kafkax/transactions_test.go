@@ -116,7 +116,7 @@ func TestReadAllStopsAtHighWatermark(t *testing.T) {
 	}
 	txn(20, kgo.TryCommit)
 	txn(7, kgo.TryAbort) // the log of some partitions now ends in an abort marker
-	cfg := config.Kafka{Brokers: brokers, ClientID: "readall-test"}
+	cfg := testenv.KafkaSecurity(config.Kafka{Brokers: brokers, ClientID: "readall-test"})
 	n := 0
 	if err := kafkax.ReadAll(ctx, cfg, topic, func(*kgo.Record) error { n++; return nil }); err != nil {
 		t.Fatal(err)
@@ -156,7 +156,7 @@ func TestReadFromAfterDeletedRecords(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := config.Kafka{Brokers: testenv.Kafka(t), ClientID: "readfrom-test"}
+	cfg := testenv.KafkaConfig(t, "", "readfrom-test")
 	read := func(from map[int32]int64) []string {
 		var got []string
 		err := kafkax.ReadFrom(ctx, cfg, topic, from, func(r *kgo.Record) error {

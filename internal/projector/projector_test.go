@@ -40,7 +40,7 @@ func setup(t *testing.T) env {
 	t.Helper()
 	prefix := testenv.TopicPrefix(t)
 	e := env{
-		kafka: config.Kafka{Brokers: testenv.Kafka(t), TopicPrefix: prefix, ClientID: "projector-test"},
+		kafka: testenv.KafkaConfig(t, prefix, "projector-test"),
 		names: topology.NamesFor(prefix),
 		adm:   kadm.NewClient(testenv.KafkaClient(t)),
 	}

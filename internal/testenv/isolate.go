@@ -15,18 +15,14 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/cqrs-ledger/ledger/internal/codec"
+	"github.com/cqrs-ledger/ledger/internal/config"
+	"github.com/cqrs-ledger/ledger/internal/kafkax"
 )
 
 // KafkaClient returns a client on the test's brokers, closed when t ends.
 func KafkaClient(t testing.TB, opts ...kgo.Opt) *kgo.Client {
 	t.Helper()
-	brokers := strings.Split(Kafka(t), ",")
-	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers...)}, opts...)...)
-	if err != nil {
-		t.Fatalf("kafka client: %v", err)
-	}
-	t.Cleanup(cl.Close)
-	return cl
+	return KafkaClientAt(t, Kafka(t), opts...)
 }
 
 // TopicPrefix returns a topic prefix unique to t ("test.<id>."); every topic
@@ -170,4 +166,44 @@ func LegacyValue(t testing.TB, value []byte) []byte {
 		t.Fatalf("%s: no legacy fingerprint apart from the current one", name)
 	}
 	return append(append([]byte{0xc3, 0x01}, fp[:]...), value[10:]...)
+}
+
+// KafkaSecurity returns cfg with the TLS and SASL settings of the shared
+// broker (KAFKA_TLS, KAFKA_TLS_CA, KAFKA_SASL_MECHANISM, KAFKA_SASL_USER,
+// KAFKA_SASL_PASSWORD, which scripts/stack writes to .stack/env) when
+// cfg.Brokers is that broker (KAFKA_BROKERS); a private broker's
+// configuration (StartKafka, kfake) is returned as it is.
+func KafkaSecurity(cfg config.Kafka) config.Kafka {
+	if shared := os.Getenv("KAFKA_BROKERS"); shared == "" || cfg.Brokers != shared {
+		return cfg
+	}
+	cfg.TLS = os.Getenv("KAFKA_TLS") == "true"
+	cfg.TLSCAFile = os.Getenv("KAFKA_TLS_CA")
+	cfg.SASLMechanism = os.Getenv("KAFKA_SASL_MECHANISM")
+	cfg.SASLUser = os.Getenv("KAFKA_SASL_USER")
+	cfg.SASLPassword = os.Getenv("KAFKA_SASL_PASSWORD")
+	return cfg
+}
+
+// KafkaConfig is the client configuration of the shared broker, with its
+// security (KafkaSecurity), under topic prefix prefix.
+func KafkaConfig(t testing.TB, prefix, clientID string) config.Kafka {
+	t.Helper()
+	return KafkaSecurity(config.Kafka{Brokers: Kafka(t), TopicPrefix: prefix, ClientID: clientID})
+}
+
+// KafkaClientAt returns a client on brokers (with the shared broker's
+// security when it is that one), closed when t ends.
+func KafkaClientAt(t testing.TB, brokers string, opts ...kgo.Opt) *kgo.Client {
+	t.Helper()
+	base, err := kafkax.ClientOpts(KafkaSecurity(config.Kafka{Brokers: brokers}))
+	if err != nil {
+		t.Fatalf("kafka client: %v", err)
+	}
+	cl, err := kgo.NewClient(append(base, opts...)...)
+	if err != nil {
+		t.Fatalf("kafka client: %v", err)
+	}
+	t.Cleanup(cl.Close)
+	return cl
 }

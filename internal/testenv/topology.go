@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -11,8 +12,9 @@ import (
 )
 
 // Topology applies the ledger's declared topics under prefix, with
-// partitions per aggregate-keyed topic, to the cluster behind adm (the
-// shared broker, a private one or kfake), and fails t if it cannot.
+// partitions per aggregate-keyed topic, and the roles' ACLs on them (when
+// the cluster has an authorizer), to the cluster behind adm (the shared
+// broker, a private one or kfake), and fails t if it cannot.
 func Topology(t testing.TB, adm *kadm.Client, prefix string, partitions int32) topology.Names {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -22,6 +24,11 @@ func Topology(t testing.TB, adm *kadm.Client, prefix string, partitions int32) t
 	plan, err := topology.MakePlan(ctx, adm, topology.Declare(o), topology.PlanOptions{Local: true})
 	if err == nil {
 		err = topology.Apply(ctx, adm, plan)
+	}
+	if err == nil {
+		if err = topology.ApplyACLs(ctx, adm, prefix, topology.DefaultPrincipals()); errors.Is(err, topology.ErrNoAuthorizer) {
+			err = nil
+		}
 	}
 	if err != nil {
 		t.Fatalf("topology %s: %v", prefix, err)

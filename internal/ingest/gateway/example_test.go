@@ -37,7 +37,15 @@ func TestProduceAvroExample(t *testing.T) {
 	}
 
 	account := "ex-" + testenv.ID(t)
-	run := exec.CommandContext(ctx, bin, "-brokers", f.cfg.Brokers, "-topic-prefix", f.cfg.TopicPrefix, "-account", account, "-amount", "1234")
+	args := []string{"-brokers", f.cfg.Brokers, "-topic-prefix", f.cfg.TopicPrefix, "-account", account, "-amount", "1234"}
+	var env []string
+	if f.cfg.SASLMechanism != "" {
+		// As an upstream producer, whose principal may only write commands.
+		args = append(args, "-tls-ca", f.cfg.TLSCAFile, "-sasl-user", "upstream")
+		env = append(env, "KAFKA_SASL_PASSWORD="+os.Getenv("LEDGER_KAFKA_UPSTREAM_PASSWORD"))
+	}
+	run := exec.CommandContext(ctx, bin, args...)
+	run.Env = append(os.Environ(), env...)
 	var stderr bytes.Buffer
 	run.Stderr = &stderr
 	out, err := run.Output()

@@ -51,7 +51,7 @@ func newFixture(t *testing.T) *fixture {
 	f := &fixture{
 		mux:   http.NewServeMux(),
 		names: names,
-		cfg:   config.Kafka{Brokers: brokers, TopicPrefix: prefix, ClientID: "gateway-test"},
+		cfg:   testenv.KafkaSecurity(config.Kafka{Brokers: brokers, TopicPrefix: prefix, ClientID: "gateway-test"}),
 	}
 	var err error
 	f.g, err = New(Config{Kafka: f.cfg, Log: quietLog(), Registerer: prometheus.NewRegistry(), Now: func() time.Time { return testNow }})

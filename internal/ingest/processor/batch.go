@@ -417,7 +417,7 @@ func (pt *part) handle(r *kgo.Record) error {
 		return pt.dlq(r, typ, "command_id is empty", nil)
 	}
 	in := &input{r: r, cmd: cmd, request: fingerprint(cmd)}
-	in.saga = domain.IsInternal(cmd) && header(r, HeaderOrigin) == OriginProcessor
+	in.saga = domain.IsInternal(cmd) && header(r, HeaderOrigin) == OriginProcessor && signedBy(p.cfg.SagaKey, r)
 	in.origin = originUpstream
 	if in.saga {
 		in.origin = originProcessor
@@ -606,6 +606,9 @@ func (pt *part) outputs(in *input, d domain.Decision, next domain.Account) ([]*k
 			kgo.RecordHeader{Key: HeaderOrigin, Value: originProcessor})
 		if err != nil {
 			return nil, nil, err
+		}
+		if len(p.cfg.SagaKey) > 0 {
+			rec.Headers = append(rec.Headers, kgo.RecordHeader{Key: HeaderOriginMAC, Value: sagaMAC(p.cfg.SagaKey, rec.Key, rec.Value)})
 		}
 		out = append(out, rec)
 	}

@@ -58,6 +58,12 @@ type Config struct {
 	// wire format (0, 4-byte schema id, Avro body) besides single-object
 	// encoding; nil dead-letters them. See codec.Registry.
 	Registry *codec.Registry
+	// SagaKey, shared by every processor of the ledger, signs the saga
+	// commands they write (HeaderOriginMAC) and is required of every saga
+	// command they read. Empty trusts the origin header alone, which any
+	// producer that may write the commands topic can forge; `ingest serve`
+	// refuses to run a processor without one unless told otherwise.
+	SagaKey []byte
 	// Log receives the processor's logs; default slog.Default().
 	Log *slog.Logger
 	// Registerer registers the metrics; nil keeps them unregistered.
@@ -102,6 +108,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxBatch < 0 || c.MaxBatch > 100_000 {
 		errs = append(errs, fmt.Errorf("max batch %d: want 1..100000", c.MaxBatch))
+	}
+	if n := len(c.SagaKey); n > 0 && n < MinSagaKeyBytes {
+		errs = append(errs, fmt.Errorf("saga key of %d bytes: want at least %d", n, MinSagaKeyBytes))
 	}
 	return errors.Join(errs...)
 }

@@ -40,7 +40,7 @@ func newEnv(t *testing.T) *env {
 	names := testenv.Topology(t, kadm.NewClient(testenv.KafkaClient(t)), prefix, 3)
 	return &env{
 		t:     t,
-		kafka: config.Kafka{Brokers: testenv.Kafka(t), TopicPrefix: prefix, ClientID: "processor-test"},
+		kafka: testenv.KafkaConfig(t, prefix, "processor-test"),
 		names: names,
 		prod: testenv.KafkaClient(t,
 			kgo.DefaultProduceTopic(names.Commands),

@@ -13,7 +13,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/cqrs-ledger/ledger/internal/codec"
-	"github.com/cqrs-ledger/ledger/internal/config"
 	"github.com/cqrs-ledger/ledger/internal/domain"
 	"github.com/cqrs-ledger/ledger/internal/ingest/processor"
 	"github.com/cqrs-ledger/ledger/internal/kafkax"
@@ -502,7 +501,7 @@ func TestRestoreWaitsForOpenTransaction(t *testing.T) {
 func TestRunWithoutTopology(t *testing.T) {
 	t.Parallel()
 	p, err := processor.New(processor.Config{
-		Kafka:      config.Kafka{Brokers: testenv.Kafka(t), TopicPrefix: "test." + testenv.ID(t) + "."},
+		Kafka:      testenv.KafkaConfig(t, "test."+testenv.ID(t)+".", ""),
 		InstanceID: "x",
 		Log:        testLogger(t),
 	})

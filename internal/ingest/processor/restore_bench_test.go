@@ -36,7 +36,7 @@ func BenchmarkRestoreSnapshots(b *testing.B) {
 	const partitions = 4
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
-	kcfg := config.Kafka{Brokers: testenv.Kafka(b), TopicPrefix: testenv.TopicPrefix(b), ClientID: "restore-bench"}
+	kcfg := testenv.KafkaConfig(b, testenv.TopicPrefix(b), "restore-bench")
 	cl := testenv.KafkaClient(b, kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.ProducerBatchMaxBytes(1<<20))
 	adm := kadm.NewClient(cl)
 	names := testenv.Topology(b, adm, kcfg.TopicPrefix, partitions)
@@ -89,7 +89,7 @@ func BenchmarkRestoreDedupe(b *testing.B) {
 	const partitions = 4
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Minute)
 	defer cancel()
-	kcfg := config.Kafka{Brokers: testenv.Kafka(b), TopicPrefix: testenv.TopicPrefix(b), ClientID: "restore-bench"}
+	kcfg := testenv.KafkaConfig(b, testenv.TopicPrefix(b), "restore-bench")
 	cl := testenv.KafkaClient(b, kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.ProducerBatchMaxBytes(1<<20),
 		kgo.ProducerLinger(5*time.Millisecond), kgo.MaxBufferedRecords(200_000))
 	adm := kadm.NewClient(cl)

@@ -1,7 +1,11 @@
 package ledger.example;
 
+import java.io.FileReader;
+import java.io.IOException;
+import java.io.Reader;
 import java.util.HashMap;
 import java.util.Map;
+import java.util.Properties;
 
 /** --name value arguments, all required. */
 final class Args {
@@ -21,5 +25,22 @@ final class Args {
       }
     }
     return out;
+  }
+
+  /**
+   * Adds the client properties of the file named by --config, if given: the
+   * connection's security (security.protocol, sasl.*, ssl.*), as a Kafka
+   * client properties file.
+   */
+  static void addConfig(Map<String, String> args, Properties p) throws IOException {
+    String f = args.get("config");
+    if (f == null) {
+      return;
+    }
+    Properties extra = new Properties();
+    try (Reader r = new FileReader(f)) {
+      extra.load(r);
+    }
+    p.putAll(extra);
   }
 }

@@ -64,6 +64,7 @@ public final class ProduceCommands {
     p.put(ProducerConfig.ENABLE_IDEMPOTENCE_CONFIG, true);
     p.put(ProducerConfig.KEY_SERIALIZER_CLASS_CONFIG, StringSerializer.class.getName());
     p.put(ProducerConfig.VALUE_SERIALIZER_CLASS_CONFIG, ByteArraySerializer.class.getName());
+    Args.addConfig(args, p);
     String topic = args.get("topic-prefix") + "commands";
     Map<String, BinaryMessageEncoder<GenericRecord>> encoders = new HashMap<>();
     try (KafkaProducer<String, byte[]> producer = new KafkaProducer<>(p)) {

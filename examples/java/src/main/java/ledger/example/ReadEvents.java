@@ -54,6 +54,7 @@ public final class ReadEvents {
     p.put(ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, false);
     p.put(ConsumerConfig.KEY_DESERIALIZER_CLASS_CONFIG, StringDeserializer.class.getName());
     p.put(ConsumerConfig.VALUE_DESERIALIZER_CLASS_CONFIG, ByteArrayDeserializer.class.getName());
+    Args.addConfig(args, p);
     try (KafkaConsumer<String, byte[]> consumer = new KafkaConsumer<>(p)) {
       List<TopicPartition> parts = consumer.partitionsFor(args.get("topic")).stream()
           .map(i -> new TopicPartition(i.topic(), i.partition()))
