@@ -1,6 +1,7 @@
 // Package cmd_test builds the three binaries and checks what every binary
-// promises: it starts, serves /healthz, /readyz and /metrics, and exits
-// cleanly on SIGTERM.
+// promises: it starts, serves /healthz, /readyz and /metrics on its admin
+// listener (and not on its API listener, whose routes need a token), and
+// exits cleanly on SIGTERM.
 package cmd_test
 
 import (
@@ -39,10 +40,13 @@ func TestBinariesServeAndStopOnSIGTERM(t *testing.T) {
 	}
 	for _, name := range []string{"ingest", "projector", "queryapi"} {
 		t.Run(name, func(t *testing.T) {
-			addr := testenv.FreeAddr(t)
+			addr, admin := testenv.FreeAddr(t), testenv.FreeAddr(t)
 			var logs testenv.Buffer
 			cmd := exec.Command(filepath.Join(bin, name))
-			cmd.Env = append(os.Environ(), append(env, "HTTP_ADDR="+addr)...)
+			cmd.Env = append(os.Environ(), append(env, "ADMIN_ADDR="+admin)...)
+			if name != "projector" { // the projector has no API listener
+				cmd.Env = append(cmd.Env, "HTTP_ADDR="+addr, "HTTP_TOKENS=write:write-0123456789abcdef,read:read-0123456789abcdef")
+			}
 			cmd.Stdout, cmd.Stderr = &logs, &logs
 			if err := cmd.Start(); err != nil {
 				t.Fatal(err)
@@ -55,7 +59,7 @@ func TestBinariesServeAndStopOnSIGTERM(t *testing.T) {
 				}
 			}()
 
-			get := func(path string) (int, string) { return testenv.Get(addr, path) }
+			get := func(path string) (int, string) { return testenv.Get(admin, path) }
 			deadline := time.Now().Add(30 * time.Second)
 			var code int
 			var body string
@@ -73,6 +77,14 @@ func TestBinariesServeAndStopOnSIGTERM(t *testing.T) {
 			}
 			if code, body = get("/metrics"); code != http.StatusOK || !strings.Contains(body, "go_goroutines") {
 				t.Fatalf("/metrics: %d %.200s", code, body)
+			}
+			if name != "projector" {
+				if code, body = testenv.Get(addr, "/readyz"); code != http.StatusNotFound {
+					t.Errorf("/readyz on the API listener: %d %.200s", code, body)
+				}
+				if code, body = testenv.Get(addr, "/v1/commands/x"); code != http.StatusUnauthorized {
+					t.Errorf("/v1/ without a token: %d %.200s", code, body)
+				}
 			}
 
 			if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {

@@ -46,7 +46,7 @@ func run(args []string) error {
 	)
 	serveFS := flag.NewFlagSet("ingest serve", flag.ContinueOnError)
 	kafka.RegisterFlags(serveFS, "ledger-ingest")
-	httpCfg.RegisterFlags(serveFS, "127.0.0.1:8080")
+	httpCfg.RegisterFlags(serveFS, "127.0.0.1:8080", "127.0.0.1:9080", config.ScopeWrite)
 	serveFS.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error (LOG_LEVEL)")
 	serveFS.BoolVar(&roles.gateway, "gateway", true, "serve the HTTP command gateway (GATEWAY)")
 	serveFS.BoolVar(&roles.processor, "processor", true, "run an aggregate processor (PROCESSOR)")
@@ -107,7 +107,7 @@ func run(args []string) error {
 					s.OnClose(g.Close)
 					api := http.NewServeMux()
 					g.Routes(api)
-					s.Mux.Handle("/v1/", ops.BearerAuth(httpCfg.BearerToken, api))
+					s.Handle("/v1/", config.ScopeWrite, api)
 					s.Ready.Add("gateway", g.Ready)
 					s.Go("gateway", g.Run)
 				}

@@ -68,7 +68,7 @@ func run(args []string) error {
 	)
 	serveFS := flag.NewFlagSet("projector", flag.ContinueOnError)
 	sc.register(serveFS, "ledger-projector")
-	httpCfg.RegisterFlags(serveFS, "127.0.0.1:8081")
+	httpCfg.RegisterAdminFlags(serveFS, "127.0.0.1:9081")
 	serveFS.BoolVar(&serveRed, "redis-projector", true, "run the Redis projector (REDIS_PROJECTOR)")
 	serveFS.BoolVar(&serveCH, "clickhouse-projector", true, "run the ClickHouse projector (CLICKHOUSE_PROJECTOR)")
 	serveFS.IntVar(&maxBatch, "max-batch", 5000, "records applied per Redis batch, at most; batches are what a poll returned, so they are this large only when the projector is behind (MAX_BATCH)")

@@ -80,7 +80,7 @@ func run(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("queryapi", flag.ContinueOnError)
 	rcfg.RegisterFlags(fs)
 	ccfg.RegisterFlags(fs)
-	httpCfg.RegisterFlags(fs, "127.0.0.1:8082")
+	httpCfg.RegisterFlags(fs, "127.0.0.1:8082", "127.0.0.1:9082", config.ScopeRead)
 	qcfg.register(fs)
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error (LOG_LEVEL)")
 	if err := config.Parse(fs, args); err != nil {
@@ -121,10 +121,11 @@ func run(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
-		// Everything under /v1/ goes through auth, then the handler, which
-		// answers unknown paths and methods with JSON errors.
-		s.Mux.Handle("/v1/", ops.BearerAuth(httpCfg.BearerToken, h))
-		s.Mux.Handle("GET /openapi.json", query.OpenAPIHandler())
+		// Everything under /v1/ needs a read token, then the handler
+		// answers unknown paths and methods with JSON errors. The OpenAPI
+		// document describes the public API and holds no data: public.
+		s.Handle("/v1/", config.ScopeRead, h)
+		s.HandlePublic("GET /openapi.json", query.OpenAPIHandler())
 		return nil
 	})
 }

@@ -15,7 +15,6 @@ import (
 	"os"
 	"regexp"
 	"strings"
-	"time"
 
 	"github.com/peterbourgon/ff/v3"
 )
@@ -147,29 +146,6 @@ func (c ClickHouse) Validate() error {
 	}
 	if c.Cluster != "" && !identRE.MatchString(c.Cluster) {
 		errs = append(errs, fmt.Errorf("clickhouse-cluster %q: want an identifier", c.Cluster))
-	}
-	return errors.Join(errs...)
-}
-
-// HTTP is how a binary serves its API and its operational endpoints.
-type HTTP struct {
-	Addr            string
-	BearerToken     string // when set, API routes require "Authorization: Bearer <token>"; /healthz, /readyz, /metrics do not
-	ShutdownTimeout time.Duration
-}
-
-// RegisterFlags declares the HTTP flags on fs; addr is the default listen address.
-func (h *HTTP) RegisterFlags(fs *flag.FlagSet, addr string) {
-	fs.StringVar(&h.Addr, "http-addr", addr, "listen address for the API, /healthz, /readyz and /metrics (HTTP_ADDR)")
-	fs.StringVar(&h.BearerToken, "http-bearer-token", "", "require this bearer token on API routes; empty disables auth (HTTP_BEARER_TOKEN)")
-	fs.DurationVar(&h.ShutdownTimeout, "shutdown-timeout", 20*time.Second, "how long to drain on SIGTERM (SHUTDOWN_TIMEOUT)")
-}
-
-// Validate reports every problem with h.
-func (h HTTP) Validate() error {
-	errs := validateAddrs("http-addr", []string{h.Addr})
-	if h.ShutdownTimeout <= 0 {
-		errs = append(errs, fmt.Errorf("shutdown-timeout %s: must be positive", h.ShutdownTimeout))
 	}
 	return errors.Join(errs...)
 }

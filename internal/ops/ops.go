@@ -1,11 +1,13 @@
-// Package ops is what every binary serves besides its API: /healthz,
-// /readyz and Prometheus /metrics, an HTTP server with timeouts that drains on
-// SIGTERM, bearer-token auth for API routes, and the structured logger.
+// Package ops is every binary's HTTP plumbing and what it serves besides its
+// API: the admin listener with /healthz, /readyz and Prometheus /metrics; the
+// API listener (optionally TLS) whose routes need a bearer token of the
+// route's scope within per-token limits (Auth); servers with timeouts that
+// drain on SIGTERM; and the structured logger.
 package ops
 
 import (
 	"context"
-	"crypto/subtle"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,7 +16,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -81,10 +82,10 @@ func (r *Readiness) Check(ctx context.Context) map[string]string {
 	return failed
 }
 
-// Mux returns a mux with /healthz (the process serves), /readyz (every check
-// passes, else 503 with the failures) and /metrics. API routes are added by
-// the caller.
-func Mux(reg *prometheus.Registry, ready *Readiness) *http.ServeMux {
+// AdminMux returns the admin listener's mux: /healthz (the process
+// serves), /readyz (every check passes, else 503 with the failures) and
+// /metrics.
+func AdminMux(reg *prometheus.Registry, ready *Readiness) *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
@@ -114,59 +115,102 @@ func WriteError(w http.ResponseWriter, status int, code, msg string) {
 	WriteJSON(w, status, map[string]string{"error": code, "message": msg})
 }
 
-// BearerAuth guards next with "Authorization: Bearer <token>"; an empty
-// token disables the check.
-func BearerAuth(token string, next http.Handler) http.Handler {
-	if token == "" {
-		return next
-	}
-	want := []byte("Bearer " + token)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		got := []byte(strings.TrimSpace(r.Header.Get("Authorization")))
-		if subtle.ConstantTimeCompare(got, want) != 1 {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="ledger"`)
-			WriteError(w, http.StatusUnauthorized, "unauthorized", "missing or wrong bearer token")
-			return
-		}
-		next.ServeHTTP(w, r)
-	})
+// listener is one HTTP server with its socket.
+type listener struct {
+	name string
+	ln   net.Listener
+	srv  *http.Server
+	tls  bool
 }
 
-// Serve runs an HTTP server on cfg.Addr until ctx is done, then drains for
-// up to cfg.ShutdownTimeout. Timeouts keep slow clients from holding
-// connections.
-func Serve(ctx context.Context, cfg config.HTTP, h http.Handler, log *slog.Logger) error {
-	ln, err := net.Listen("tcp", cfg.Addr)
+// listen opens addr for h; with tlsCfg the server speaks TLS. Timeouts keep
+// slow clients from holding connections.
+func listen(name, addr string, h http.Handler, tlsCfg *tls.Config, log *slog.Logger) (*listener, error) {
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return fmt.Errorf("listen %s: %w", cfg.Addr, err)
+		return nil, fmt.Errorf("%s listener: %w", name, err)
 	}
-	srv := &http.Server{
+	return &listener{name: name, ln: ln, tls: tlsCfg != nil, srv: &http.Server{
 		Handler:           h,
+		TLSConfig:         tlsCfg,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      60 * time.Second, // covers ?wait= up to 30 s
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		ErrorLog:          slog.NewLogLogger(log.With("listener", name).Handler(), slog.LevelWarn),
+	}}, nil
+}
+
+func (l *listener) serve() error {
+	if l.tls {
+		return l.srv.ServeTLS(l.ln, "", "") // certificates are in TLSConfig
 	}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	log.Info("http server listening", "addr", ln.Addr().String())
+	return l.srv.Serve(l.ln)
+}
+
+// serverTLS is the API listener's TLS configuration, nil without a
+// certificate.
+func serverTLS(cfg config.HTTP) (*tls.Config, error) {
+	if cfg.TLSCert == "" && cfg.TLSKey == "" {
+		return nil, nil
+	}
+	pair, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+	if err != nil {
+		return nil, fmt.Errorf("http-tls-cert/http-tls-key: %w", err)
+	}
+	return &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{pair}}, nil
+}
+
+// testHookListening, when set (by tests), learns each listener's address.
+var testHookListening func(service, listener, addr string)
+
+// serve runs the listeners until ctx is done or one fails, then drains all
+// of them at once for up to timeout.
+func serve(ctx context.Context, service string, ls []*listener, timeout time.Duration, log *slog.Logger) error {
+	errc := make(chan error, len(ls))
+	for _, l := range ls {
+		go func() { errc <- fmt.Errorf("%s listener: %w", l.name, l.serve()) }()
+		scheme := "http"
+		if l.tls {
+			scheme = "https"
+		}
+		log.Info("http server listening", "listener", l.name, "addr", l.ln.Addr().String(), "scheme", scheme)
+		if testHookListening != nil {
+			testHookListening(service, l.name, l.ln.Addr().String())
+		}
+	}
+	pending := len(ls)
+	var errs []error
 	select {
-	case err := <-errc:
-		return fmt.Errorf("http server: %w", err)
+	case err := <-errc: // before Shutdown, Serve returns only on a failure
+		pending--
+		errs = append(errs, err)
 	case <-ctx.Done():
 	}
-	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	log.Info("http server draining", "timeout", cfg.ShutdownTimeout.String())
-	if err := srv.Shutdown(sctx); err != nil {
-		return fmt.Errorf("http shutdown: %w", err)
+	log.Info("http servers draining", "timeout", timeout.String())
+	var (
+		wg sync.WaitGroup
+		mu sync.Mutex
+	)
+	for _, l := range ls {
+		wg.Go(func() {
+			if err := l.srv.Shutdown(sctx); err != nil {
+				mu.Lock()
+				errs = append(errs, fmt.Errorf("%s listener shutdown: %w", l.name, err))
+				mu.Unlock()
+			}
+		})
 	}
-	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return err
+	wg.Wait()
+	for range pending {
+		if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
+			errs = append(errs, err)
+		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // Service is a running binary's shared plumbing, handed to its setup function.
@@ -175,9 +219,13 @@ type Service struct {
 	Log      *slog.Logger
 	Registry *prometheus.Registry
 	Ready    *Readiness
-	Mux      *http.ServeMux // add API routes here
-	closers  []func()
-	workers  []worker
+	// Auth guards the API routes; nil in a binary without an API.
+	Auth *Auth
+
+	api     *http.ServeMux
+	routes  int
+	closers []func()
+	workers []worker
 }
 
 type worker struct {
@@ -185,7 +233,26 @@ type worker struct {
 	run  func(ctx context.Context) error
 }
 
-// OnClose registers f to run at shutdown, after the HTTP server drained and
+// Handle serves h at pattern on the API listener, for tokens of scope
+// only (Auth.Require).
+func (s *Service) Handle(pattern string, scope config.Scope, h http.Handler) {
+	if s.Auth == nil {
+		panic("ops: an API route in a binary without an API listener: " + pattern)
+	}
+	s.HandlePublic(pattern, s.Auth.Require(scope, h))
+}
+
+// HandlePublic serves h at pattern on the API listener without a token:
+// for what is public anyway (the OpenAPI document).
+func (s *Service) HandlePublic(pattern string, h http.Handler) {
+	if s.api == nil {
+		panic("ops: an API route in a binary without an API listener: " + pattern)
+	}
+	s.api.Handle(pattern, h)
+	s.routes++
+}
+
+// OnClose registers f to run at shutdown, after the HTTP servers drained and
 // the workers returned, in reverse order of registration.
 func (s *Service) OnClose(f func()) { s.closers = append(s.closers, f) }
 
@@ -196,12 +263,15 @@ func (s *Service) Go(name string, run func(ctx context.Context) error) {
 	s.workers = append(s.workers, worker{name, run})
 }
 
-// RunService builds the ops endpoints, lets setup wire the binary, runs the
-// workers and serves HTTP until ctx is done (SIGTERM) or a worker fails,
-// then drains HTTP, waits for the workers, and runs the closers.
+// RunService builds the admin endpoints and, when cfg has an API, the API
+// listener's auth; lets setup wire the binary; runs the workers; and serves
+// the admin listener (cfg.AdminAddr) and, if setup added API routes, the API
+// listener (cfg.Addr) until ctx is done (SIGTERM) or a worker or listener
+// fails. Then it drains both listeners, waits for the workers, and runs the
+// closers. /healthz, /readyz and /metrics are on the admin listener only;
+// the API listener answers every other path with a JSON 404.
 func RunService(ctx context.Context, name string, cfg config.HTTP, log *slog.Logger, setup func(*Service) error) (err error) {
 	s := &Service{Name: name, Log: log, Registry: NewRegistry(), Ready: &Readiness{}}
-	s.Mux = Mux(s.Registry, s.Ready)
 	defer func() {
 		for i := len(s.closers) - 1; i >= 0; i-- {
 			s.closers[i]()
@@ -212,8 +282,39 @@ func RunService(ctx context.Context, name string, cfg config.HTTP, log *slog.Log
 			log.Info("stopped")
 		}
 	}()
+	var tlsCfg *tls.Config
+	if cfg.HasAPI() {
+		if s.Auth, err = NewAuth(cfg, log, s.Registry); err != nil {
+			return err
+		}
+		if tlsCfg, err = serverTLS(cfg); err != nil {
+			return err
+		}
+		s.api = http.NewServeMux()
+	}
 	if err := setup(s); err != nil {
 		return err
+	}
+	admin, err := listen("admin", cfg.AdminAddr, AdminMux(s.Registry, s.Ready), nil, log)
+	if err != nil {
+		return err
+	}
+	ls := []*listener{admin}
+	if s.routes > 0 {
+		s.api.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			WriteError(w, http.StatusNotFound, "not_found", "no route "+r.Method+" "+r.URL.Path)
+		}))
+		api, err := listen("api", cfg.Addr, s.api, tlsCfg, log)
+		if err != nil {
+			_ = admin.ln.Close()
+			return err
+		}
+		ls = append(ls, api)
+		if cfg.TokensFile != "" {
+			s.Go("api-tokens", func(ctx context.Context) error { return s.Auth.Watch(ctx, TokensCheckInterval) })
+		}
+	} else if cfg.HasAPI() {
+		log.Info("no API routes (roles off): the API listener is not opened", "addr", cfg.Addr)
 	}
 	log.Info("starting")
 	ctx, cancel := context.WithCancelCause(ctx)
@@ -231,7 +332,7 @@ func RunService(ctx context.Context, name string, cfg config.HTTP, log *slog.Log
 			}
 		}()
 	}
-	serveErr := Serve(ctx, cfg, s.Mux, log)
+	serveErr := serve(ctx, name, ls, cfg.ShutdownTimeout, log)
 	cancel(nil)
 	wg.Wait()
 	select {
