@@ -69,6 +69,7 @@ func TestBrokerRestartsAreRiddenOut(t *testing.T) {
 		defer rcancel()
 		req, _ := http.NewRequestWithContext(rctx, http.MethodPost, "http://"+ingest.addr+"/v1/commands?wait=3s", bytes.NewReader(raw))
 		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+apiTokens.Write)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			return 0, nil
@@ -100,7 +101,7 @@ func TestBrokerRestartsAreRiddenOut(t *testing.T) {
 			time.Sleep(100 * time.Millisecond)
 		}
 		for {
-			resp, err := http.Get(fmt.Sprintf("http://%s/v1/accounts/probe?min_version=%d&wait=1s", query.addr, int64(version)))
+			resp, err := apiGet(fmt.Sprintf("http://%s/v1/accounts/probe?min_version=%d&wait=1s", query.addr, int64(version)))
 			if err == nil {
 				_, _ = io.Copy(io.Discard, resp.Body)
 				resp.Body.Close()

@@ -126,9 +126,11 @@ func (s *stack) pipeline(t testing.TB) (ingest, projector, query *proc) {
 type proc struct {
 	name string
 	cmd  *exec.Cmd
-	addr string
-	logs *testenv.Buffer
-	done chan error
+	addr string // the API listener; "" for the projector
+	// admin is the admin listener: /healthz, /readyz, /metrics.
+	admin string
+	logs  *testenv.Buffer
+	done  chan error
 }
 
 // start runs a binary with the stack's environment plus env; it is killed
@@ -143,6 +145,7 @@ func (s *stack) start(name string, env []string, args ...string) *proc {
 		"HTTP_ADDR="+p.addr,
 		"LOG_LEVEL=info",
 	)
+	p.cmd.Env = append(p.cmd.Env, p.httpEnv(s.t)...)
 	p.cmd.Env = append(p.cmd.Env, env...)
 	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
 	if err := p.cmd.Start(); err != nil {
@@ -169,12 +172,12 @@ func tail(s string, n int) string {
 	return strings.Join(lines, "\n")
 }
 
-// waitReady polls /readyz until 200.
+// waitReady polls /readyz on the admin listener until 200.
 func (p *proc) waitReady(t testing.TB, timeout time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
-		resp, err := http.Get("http://" + p.addr + "/readyz")
+		resp, err := http.Get("http://" + p.admin + "/readyz")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net/http"
 	"testing"
 	"time"
 
@@ -21,7 +20,7 @@ func post(t *testing.T, addr, path string, body any) (int, map[string]any) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp, err := http.Post("http://"+addr+path, "application/json", bytes.NewReader(b))
+	resp, err := apiPost("http://"+addr+path, "application/json", bytes.NewReader(b))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -170,7 +169,7 @@ func TestHTTPEndToEnd(t *testing.T) {
 
 func postRaw(t *testing.T, addr, path, contentType, body string) (int, map[string]any) {
 	t.Helper()
-	resp, err := http.Post("http://"+addr+path, contentType, bytes.NewBufferString(body))
+	resp, err := apiPost("http://"+addr+path, contentType, bytes.NewBufferString(body))
 	if err != nil {
 		t.Fatal(err)
 	}

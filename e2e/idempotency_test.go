@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net/http"
 	"net/url"
 	"testing"
 	"time"
@@ -78,7 +77,7 @@ func TestIdempotencyKeysOverHTTP(t *testing.T) {
 	// The query API agrees: each account's outcome of k1, and a 409 for an
 	// account k2 was never used for.
 	get := func(path string) (int, map[string]any) {
-		resp, err := http.Get("http://" + query.addr + path)
+		resp, err := apiGet("http://" + query.addr + path)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -121,7 +121,7 @@ func interop(t *testing.T, client clientCmd) {
 	}
 
 	// 2. Every outcome, through the query API.
-	cl := loadgen.NewClient("http://"+ingest.addr, "http://"+query.addr, "", 4)
+	cl := loadgen.NewClient("http://"+ingest.addr, "http://"+query.addr, apiTokens, 4)
 	want := map[int][2]string{ // command number → status, reason
 		1: {"accepted", ""}, 2: {"accepted", ""}, 3: {"accepted", ""}, 4: {"accepted", ""}, 5: {"accepted", ""},
 		6: {"accepted", ""}, 7: {"accepted", ""},

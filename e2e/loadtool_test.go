@@ -20,7 +20,7 @@ func TestOpenLoopTool(t *testing.T) {
 	ingest, _, query := s.pipeline(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	cl := loadgen.NewClient("http://"+ingest.addr, "http://"+query.addr, "", 256)
+	cl := loadgen.NewClient("http://"+ingest.addr, "http://"+query.addr, apiTokens, 256)
 	producer := testenv.KafkaClient(t, kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)))
 	target := loadgen.KafkaTarget{Client: producer, Commands: s.names.Commands, Results: s.names.Results,
 		ConsumerOpts: []kgo.Opt{kgo.SeedBrokers(s.kafka.BrokerList()...)}}

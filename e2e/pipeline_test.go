@@ -24,7 +24,7 @@ func TestPipelineOverHTTP(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 
-	cl := loadgen.NewClient("http://"+ingest.addr, "http://"+query.addr, "", 48)
+	cl := loadgen.NewClient("http://"+ingest.addr, "http://"+query.addr, apiTokens, 48)
 	rep, err := loadgen.Run(ctx, cl, loadgen.Options{
 		Workload:    workload.Options{Seed: 2026, Accounts: 250, Commands: 3000, IDPrefix: "p-", Currencies: []string{"EUR", "USD", "JPY"}},
 		Concurrency: 48,

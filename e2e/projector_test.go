@@ -329,10 +329,10 @@ func testOutage(t *testing.T, sink string) {
 			t.Fatalf("projector exited while %s was down: %v\n%s", sink, err, tail(p.logs.String(), 40))
 		case <-time.After(500 * time.Millisecond):
 		}
-		if code, _ := testenv.Get(p.addr, "/readyz"); code == http.StatusServiceUnavailable {
+		if code, _ := testenv.Get(p.admin, "/readyz"); code == http.StatusServiceUnavailable {
 			sawNotReady = true
 		}
-		if metricSum(p.addr, "ledger_projector_lag", `sink="`+sink+`"`) > 0 {
+		if metricSum(p.admin, "ledger_projector_lag", `sink="`+sink+`"`) > 0 {
 			sawLag = true
 		}
 	}

@@ -33,7 +33,7 @@ func BenchmarkRecovery(b *testing.B) {
 	}
 	post := func(addr string, body map[string]any) (int, map[string]any, error) {
 		raw, _ := json.Marshal(body)
-		resp, err := http.Post("http://"+addr+"/v1/commands?wait=2s", "application/json", bytes.NewReader(raw))
+		resp, err := apiPost("http://"+addr+"/v1/commands?wait=2s", "application/json", bytes.NewReader(raw))
 		if err != nil {
 			return 0, nil, err
 		}
@@ -62,7 +62,7 @@ func BenchmarkRecovery(b *testing.B) {
 
 	visible := func(version float64, deadline time.Time) {
 		for {
-			resp, err := http.Get(fmt.Sprintf("http://%s/v1/accounts/rec-1?min_version=%d&wait=1s", query.addr, int64(version)))
+			resp, err := apiGet(fmt.Sprintf("http://%s/v1/accounts/rec-1?min_version=%d&wait=1s", query.addr, int64(version)))
 			if err == nil {
 				_, _ = io.Copy(io.Discard, resp.Body)
 				resp.Body.Close()

@@ -19,6 +19,7 @@ import (
 	"github.com/peterbourgon/ff/v3"
 	"github.com/peterbourgon/ff/v3/ffcli"
 
+	"github.com/cqrs-ledger/ledger/internal/config"
 	"github.com/cqrs-ledger/ledger/internal/loadgen"
 	"github.com/cqrs-ledger/ledger/internal/ops"
 	"github.com/cqrs-ledger/ledger/internal/workload"
@@ -34,18 +35,25 @@ func main() {
 }
 
 type common struct {
-	ingest, query, token string
-	concurrency          int
-	accounts, commands   int
-	seed                 uint64
-	wait, visible        time.Duration
-	prefix               string
+	ingest, query      string
+	token              string // both APIs
+	writeToken         string // the gateway
+	readToken          string // the query API
+	tokensFile         string
+	concurrency        int
+	accounts, commands int
+	seed               uint64
+	wait, visible      time.Duration
+	prefix             string
 }
 
 func (c *common) register(fs *flag.FlagSet, accounts, commands int) {
 	fs.StringVar(&c.ingest, "ingest-url", "http://127.0.0.1:8080", "ingest gateway base URL (INGEST_URL)")
 	fs.StringVar(&c.query, "query-url", "http://127.0.0.1:8082", "query API base URL (QUERY_URL)")
-	fs.StringVar(&c.token, "token", "", "bearer token for both APIs (TOKEN)")
+	fs.StringVar(&c.token, "token", "", "bearer token for both APIs, e.g. with the deprecated single-token setup (TOKEN)")
+	fs.StringVar(&c.writeToken, "write-token", "", "bearer token (scope write) for the ingest gateway; default --token (WRITE_TOKEN)")
+	fs.StringVar(&c.readToken, "read-token", "", "bearer token (scope read) for the query API; default --token (READ_TOKEN)")
+	fs.StringVar(&c.tokensFile, "http-tokens-file", "", "the servers' tokens file: its first write and first read token are used where no token flag is given; make run exports it (HTTP_TOKENS_FILE)")
 	fs.IntVar(&c.concurrency, "concurrency", 32, "commands in flight at most (CONCURRENCY)")
 	fs.IntVar(&c.accounts, "accounts", accounts, "accounts to open (ACCOUNTS)")
 	fs.IntVar(&c.commands, "commands", commands, "commands after the opens (COMMANDS)")
@@ -53,6 +61,36 @@ func (c *common) register(fs *flag.FlagSet, accounts, commands int) {
 	fs.DurationVar(&c.wait, "wait", 10*time.Second, "gateway ?wait= per command (WAIT)")
 	fs.DurationVar(&c.visible, "visible-wait", 5*time.Second, "query API wait for read-your-writes (VISIBLE_WAIT)")
 	fs.StringVar(&c.prefix, "id-prefix", "", "prefix of every id; default a fresh one per run (ID_PREFIX)")
+}
+
+// client returns the HTTP client with its tokens: each from its own flag,
+// else --token, else the first of its scope in the tokens file.
+func (c *common) client(concurrency int) (*loadgen.Client, error) {
+	tokens := loadgen.Tokens{Write: c.writeToken, Read: c.readToken}
+	if tokens.Write == "" {
+		tokens.Write = c.token
+	}
+	if tokens.Read == "" {
+		tokens.Read = c.token
+	}
+	if c.tokensFile != "" && (tokens.Write == "" || tokens.Read == "") {
+		file, err := config.ReadTokensFile(c.tokensFile)
+		if err != nil {
+			return nil, err
+		}
+		for _, t := range file {
+			switch {
+			case t.Scope == config.ScopeWrite && tokens.Write == "":
+				tokens.Write = t.Secret()
+			case t.Scope == config.ScopeRead && tokens.Read == "":
+				tokens.Read = t.Secret()
+			}
+		}
+		if tokens.Write == "" || tokens.Read == "" {
+			return nil, fmt.Errorf("http-tokens-file %s: want a write and a read token", c.tokensFile)
+		}
+	}
+	return loadgen.NewClient(c.ingest, c.query, tokens, concurrency), nil
 }
 
 func (c *common) options() loadgen.Options {
@@ -112,7 +150,10 @@ func run(args []string) error {
 }
 
 func runLoad(ctx context.Context, c common, o loadgen.Options) error {
-	cl := loadgen.NewClient(c.ingest, c.query, c.token, c.concurrency)
+	cl, err := c.client(c.concurrency)
+	if err != nil {
+		return err
+	}
 	offered := "max"
 	if o.Rate > 0 {
 		offered = fmt.Sprintf("%.0f/s", o.Rate)
@@ -136,7 +177,10 @@ func runLoad(ctx context.Context, c common, o loadgen.Options) error {
 }
 
 func runDemo(ctx context.Context, c common) error {
-	cl := loadgen.NewClient(c.ingest, c.query, c.token, c.concurrency)
+	cl, err := c.client(c.concurrency)
+	if err != nil {
+		return err
+	}
 	o := c.options()
 	fmt.Printf("demo: opening %d accounts in EUR, USD, GBP and JPY, then %d deposits, withdrawals, transfers (some failing) and closes\n", c.accounts, c.commands)
 	rep, err := loadgen.Run(ctx, cl, o)

@@ -44,7 +44,10 @@ func runOpen(ctx context.Context, c common, f openFlags) error {
 	if f.rate <= 0 || f.duration <= 0 {
 		return errors.New("rate and duration must be positive")
 	}
-	cl := loadgen.NewClient(c.ingest, c.query, c.token, 4096)
+	cl, err := c.client(4096)
+	if err != nil {
+		return err
+	}
 	var target loadgen.KafkaTarget
 	if f.mode == loadgen.ModeKafka {
 		if err := f.kafka.Validate(); err != nil {

@@ -23,16 +23,22 @@ import (
 type Client struct {
 	IngestURL string // e.g. http://127.0.0.1:8080
 	QueryURL  string // e.g. http://127.0.0.1:8082
-	Token     string // bearer token, if the APIs require one
+	Tokens    Tokens
 	HTTP      *http.Client
 }
 
+// Tokens are the bearer tokens a Client sends: a write token to the ingest
+// gateway, a read token to the query API; an empty one is not sent.
+type Tokens struct {
+	Write, Read string
+}
+
 // NewClient returns a client with pooled connections sized for concurrency.
-func NewClient(ingest, query, token string, concurrency int) *Client {
+func NewClient(ingest, query string, tokens Tokens, concurrency int) *Client {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = concurrency * 2
 	tr.MaxConnsPerHost = concurrency * 2
-	return &Client{IngestURL: strings.TrimRight(ingest, "/"), QueryURL: strings.TrimRight(query, "/"), Token: token,
+	return &Client{IngestURL: strings.TrimRight(ingest, "/"), QueryURL: strings.TrimRight(query, "/"), Tokens: tokens,
 		HTTP: &http.Client{Transport: tr, Timeout: 60 * time.Second}}
 }
 
@@ -66,7 +72,7 @@ func JSON(v any) (map[string]any, error) {
 	return nil, fmt.Errorf("loadgen: %T is not an upstream command", v)
 }
 
-func (c *Client) do(ctx context.Context, method, u string, body any, out any) (int, error) {
+func (c *Client) do(ctx context.Context, method, u, token string, body any, out any) (int, error) {
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
@@ -82,8 +88,8 @@ func (c *Client) do(ctx context.Context, method, u string, body any, out any) (i
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	if c.Token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.Token)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	resp, err := c.HTTP.Do(req)
 	if err != nil {
@@ -109,7 +115,7 @@ func (c *Client) Send(ctx context.Context, cmd map[string]any, wait time.Duratio
 	if wait > 0 {
 		u += "?wait=" + wait.String()
 	}
-	code, err := c.do(ctx, http.MethodPost, u, cmd, &o)
+	code, err := c.do(ctx, http.MethodPost, u, c.Tokens.Write, cmd, &o)
 	o.Status = code
 	return o, err
 }
@@ -120,7 +126,7 @@ func (c *Client) Get(ctx context.Context, path string, query url.Values, out any
 	if len(query) > 0 {
 		u += "?" + query.Encode()
 	}
-	return c.do(ctx, http.MethodGet, u, nil, out)
+	return c.do(ctx, http.MethodGet, u, c.Tokens.Read, nil, out)
 }
 
 // WaitVisible asks the query API for the account at version ≥ v, waiting up

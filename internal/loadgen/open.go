@@ -279,7 +279,7 @@ func (c *Client) SendBatch(ctx context.Context, cmds []map[string]any, wait time
 			Outcome
 		} `json:"results"`
 	}
-	code, err := c.do(ctx, http.MethodPost, u, cmds, &resp)
+	code, err := c.do(ctx, http.MethodPost, u, c.Tokens.Write, cmds, &resp)
 	if err != nil {
 		return nil, err
 	}

@@ -16,10 +16,17 @@ import (
 // TestOpenLoopKeepsTheSchedule: against a gateway stand-in that takes
 // 150 ms per answer, the open-loop runner still sends every command on its
 // schedule (a closed loop of one would send 7 a second) and measures the
-// latency from the scheduled time.
+// latency from the scheduled time. Each API gets its own token.
 func TestOpenLoopKeepsTheSchedule(t *testing.T) {
-	var posts, maxConcurrent, cur atomic.Int64
+	var posts, maxConcurrent, cur, wrongToken atomic.Int64
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		want := "Bearer write-token"
+		if r.Method == http.MethodGet {
+			want = "Bearer read-token"
+		}
+		if r.Header.Get("Authorization") != want {
+			wrongToken.Add(1)
+		}
 		if strings.HasPrefix(r.URL.Path, "/v1/accounts/") {
 			_ = json.NewEncoder(w).Encode(map[string]any{"version": 1})
 			return
@@ -33,7 +40,7 @@ func TestOpenLoopKeepsTheSchedule(t *testing.T) {
 		_ = json.NewEncoder(w).Encode(map[string]any{"status": "accepted", "version": 1})
 	}))
 	defer srv.Close()
-	cl := NewClient(srv.URL, srv.URL, "", 512)
+	cl := NewClient(srv.URL, srv.URL, Tokens{Write: "write-token", Read: "read-token"}, 512)
 	rep, err := RunOpen(context.Background(), cl, OpenOptions{
 		Workload: workload.Options{Seed: 1, Accounts: 2, Commands: 200, IDPrefix: "t-"},
 		Rate:     200,
@@ -44,6 +51,9 @@ func TestOpenLoopKeepsTheSchedule(t *testing.T) {
 	}
 	if rep.Scheduled != 200 || rep.Sent != 200 || rep.Accepted != 200 || rep.Errors != 0 {
 		t.Fatalf("report %+v", rep)
+	}
+	if n := wrongToken.Load(); n > 0 {
+		t.Errorf("%d requests with the wrong token", n)
 	}
 	if p50 := Percentile(rep.Outcome, 50); p50 < 150*time.Millisecond {
 		t.Errorf("outcome p50 %s, but every answer took 150 ms", p50)
