@@ -147,6 +147,10 @@ func NewAuth(cfg config.HTTP, log *slog.Logger, reg prometheus.Registerer) (*Aut
 		return nil, fmt.Errorf("API tokens:\n%w", err)
 	}
 	a.install(tokens)
+	if cfg.BearerToken != "" {
+		log.Warn("http-bearer-token (HTTP_BEARER_TOKEN) is deprecated: it is a token of this API's scope (" + string(cfg.Scope) +
+			") named http-bearer-token; use http-tokens-file or http-tokens")
+	}
 	return a, nil
 }
 

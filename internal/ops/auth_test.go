@@ -686,3 +686,21 @@ func TestWatch(t *testing.T) {
 		t.Error("a token removed from the file is still in force")
 	}
 }
+
+// TestDeprecatedBearerToken: HTTP_BEARER_TOKEN is a token of the binary's
+// own scope, with a warning, and is never logged.
+func TestDeprecatedBearerToken(t *testing.T) {
+	s := start(t, "bearer", httpConfig(t, config.ScopeRead, "-http-bearer-token", readTok), func(s *Service) {
+		s.Handle("/v1/", config.ScopeRead, ok)
+	})
+	if a := call(t, nil, "GET", s.api+"/v1/x", readTok); a.status != 200 {
+		t.Errorf("the deprecated token: %d", a.status)
+	}
+	if a := call(t, nil, "GET", s.api+"/v1/x", ""); a.status != 401 {
+		t.Errorf("no token: %d", a.status)
+	}
+	if !strings.Contains(s.logs.String(), "http-bearer-token (HTTP_BEARER_TOKEN) is deprecated") {
+		t.Errorf("no deprecation warning:\n%s", s.logs)
+	}
+	assertNoTokens(t, s.logs.String())
+}
