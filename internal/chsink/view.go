@@ -415,7 +415,7 @@ func (v *View) load(ctx context.Context, aggs []string) error {
 		for i, a := range chunk {
 			set[i] = a
 		}
-		found, err := v.readAccounts(ctx, "account_id IN ?", groupSet(set))
+		found, err := v.readAccounts(idQuery(ctx), "account_id IN ?", groupSet(set))
 		if err != nil {
 			return err
 		}
@@ -555,7 +555,10 @@ func (v *View) insertBalances(ctx context.Context, states map[string]projection.
 	return nil
 }
 
-// Account implements projection.AccountReader, reading with FINAL.
+// Account implements projection.AccountReader, reading with FINAL. It
+// changes no setting, so a readonly=1 user (the query API's) may call it;
+// an id longer than the server's max_query_size allows needs that user's
+// profile to raise it (the local stack's does).
 func (v *View) Account(ctx context.Context, id string) (projection.AccountView, bool, error) {
 	found, err := v.readAccounts(ctx, "account_id = ?", id)
 	if err != nil {
@@ -568,7 +571,7 @@ func (v *View) Account(ctx context.Context, id string) (projection.AccountView, 
 func (v *View) readAccounts(ctx context.Context, where string, args ...any) (map[string]projection.AccountView, error) {
 	q := "SELECT account_id, owner, currency, balance, overdraft_limit, status, version, updated_at_ms FROM " +
 		v.d.q(v.t.balances) + " FINAL WHERE " + where
-	rs, err := v.conn.Query(idQuery(ctx), q, args...)
+	rs, err := v.conn.Query(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("clickhouse: read accounts: %w", err)
 	}

@@ -58,7 +58,8 @@ func TopicPrefix(t testing.TB) string {
 // every key under the prefix is deleted when t ends.
 func RedisClient(t testing.TB) (*redis.Client, string) {
 	t.Helper()
-	rdb := redis.NewClient(&redis.Options{Addr: Redis(t)})
+	user, pass := RedisAuth(Redis(t))
+	rdb := redis.NewClient(&redis.Options{Addr: Redis(t), Username: user, Password: pass})
 	prefix := "test:" + ID(t) + ":"
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -84,14 +85,16 @@ func ClickHouseDB(t testing.TB) (clickhouse.Conn, string) {
 	db := "test_" + ID(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	admin, err := clickhouse.Open(&clickhouse.Options{Addr: addr})
+	auth := ClickHouseAuth(ClickHouse(t))
+	admin, err := clickhouse.Open(&clickhouse.Options{Addr: addr, Auth: auth})
 	if err != nil {
 		t.Fatalf("clickhouse: %v", err)
 	}
 	if err := admin.Exec(ctx, "CREATE DATABASE IF NOT EXISTS "+db); err != nil {
 		t.Fatalf("clickhouse: create database %s: %v", db, err)
 	}
-	conn, err := clickhouse.Open(&clickhouse.Options{Addr: addr, Auth: clickhouse.Auth{Database: db}})
+	auth.Database = db
+	conn, err := clickhouse.Open(&clickhouse.Options{Addr: addr, Auth: auth})
 	if err != nil {
 		t.Fatalf("clickhouse: %v", err)
 	}
@@ -206,4 +209,24 @@ func KafkaClientAt(t testing.TB, brokers string, opts ...kgo.Opt) *kgo.Client {
 	}
 	t.Cleanup(cl.Close)
 	return cl
+}
+
+// RedisAuth is the user and password of the shared Redis (REDIS_USERNAME,
+// REDIS_PASSWORD from .stack/env) when addr is that server (REDIS_ADDR),
+// else none (a private server: StartRedis).
+func RedisAuth(addr string) (user, password string) {
+	if shared := os.Getenv("REDIS_ADDR"); shared == "" || addr != shared {
+		return "", ""
+	}
+	return os.Getenv("REDIS_USERNAME"), os.Getenv("REDIS_PASSWORD")
+}
+
+// ClickHouseAuth is the user and password of the shared ClickHouse
+// (CLICKHOUSE_USERNAME, CLICKHOUSE_PASSWORD) when addr is that server
+// (CLICKHOUSE_ADDR), else the passwordless default user of a private one.
+func ClickHouseAuth(addr string) clickhouse.Auth {
+	if shared := os.Getenv("CLICKHOUSE_ADDR"); shared == "" || addr != shared {
+		return clickhouse.Auth{}
+	}
+	return clickhouse.Auth{Username: os.Getenv("CLICKHOUSE_USERNAME"), Password: os.Getenv("CLICKHOUSE_PASSWORD")}
 }
