@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -91,9 +92,9 @@ func newStack(t testing.TB, partitions int32) *stack {
 func newStackAt(t testing.TB, brokers string, partitions int32) *stack {
 	t.Helper()
 	s := &stack{t: t}
-	s.kafka = config.Kafka{Brokers: brokers, TopicPrefix: testenv.TopicPrefix(t), ClientID: "e2e"}
+	s.kafka = testenv.KafkaSecurity(config.Kafka{Brokers: brokers, TopicPrefix: testenv.TopicPrefix(t), ClientID: "e2e"})
 	s.names = topology.NamesFor(s.kafka.TopicPrefix)
-	s.client = testenv.KafkaClient(t, kgo.SeedBrokers(strings.Split(brokers, ",")...), kgo.DefaultProduceTopic(s.names.Commands))
+	s.client = testenv.KafkaClientAt(t, brokers, kgo.DefaultProduceTopic(s.names.Commands))
 	s.adm = kadm.NewClient(s.client)
 	testenv.Topology(t, s.adm, s.kafka.TopicPrefix, partitions)
 	return s
@@ -133,6 +134,10 @@ type proc struct {
 	done  chan error
 }
 
+// e2eSagaKey is the saga key (hex) of the processors the tests start: they
+// must share one, as a deployment's do.
+const e2eSagaKey = "e2e0000000000000000000000000000000000000000000000000000000000001"
+
 // start runs a binary with the stack's environment plus env; it is killed
 // when the test ends if still running.
 func (s *stack) start(name string, env []string, args ...string) *proc {
@@ -142,6 +147,14 @@ func (s *stack) start(name string, env []string, args ...string) *proc {
 	p.cmd.Env = append(os.Environ(),
 		"KAFKA_BROKERS="+s.kafka.Brokers,
 		"TOPIC_PREFIX="+s.kafka.TopicPrefix,
+		// The broker's security as the test sees it: the shared broker's
+		// admin, or none for a private broker.
+		"KAFKA_TLS="+strconv.FormatBool(s.kafka.TLS),
+		"KAFKA_TLS_CA="+s.kafka.TLSCAFile,
+		"KAFKA_SASL_MECHANISM="+s.kafka.SASLMechanism,
+		"KAFKA_SASL_USER="+s.kafka.SASLUser,
+		"KAFKA_SASL_PASSWORD="+s.kafka.SASLPassword,
+		"SAGA_KEY="+e2eSagaKey,
 		"HTTP_ADDR="+p.addr,
 		"LOG_LEVEL=info",
 	)

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/url"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"reflect"
@@ -42,7 +43,7 @@ func TestJavaClients(t *testing.T) {
 	if err != nil {
 		t.Fatalf("java: %v", err)
 	}
-	interop(t, func(ctx context.Context, program string, args ...string) *exec.Cmd {
+	interop(t, "java", func(ctx context.Context, program string, args ...string) *exec.Cmd {
 		main := map[string]string{"produce": "ledger.example.ProduceCommands", "read": "ledger.example.ReadEvents"}[program]
 		return exec.CommandContext(ctx, java, append([]string{"-cp", cp, main}, args...)...)
 	})
@@ -56,7 +57,7 @@ func TestPythonClients(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	interop(t, func(ctx context.Context, program string, args ...string) *exec.Cmd {
+	interop(t, "librdkafka", func(ctx context.Context, program string, args ...string) *exec.Cmd {
 		script := map[string]string{"produce": "produce_commands.py", "read": "read_events.py"}[program]
 		return exec.CommandContext(ctx, py, append([]string{filepath.Join(dir, script)}, args...)...)
 	})
@@ -88,8 +89,45 @@ func clientLines(t *testing.T, cmd *exec.Cmd) []map[string]any {
 	return lines
 }
 
-func interop(t *testing.T, client clientCmd) {
+// clientSecurity returns the arguments that give a client program of
+// dialect ("java" or "librdkafka") the broker's security as user (a client
+// properties file, --config), or none when the broker is not secured.
+func clientSecurity(t *testing.T, s *stack, dialect, user, password string) []string {
+	t.Helper()
+	k := s.kafka
+	if k.SASLMechanism == "" {
+		return nil
+	}
+	var lines []string
+	switch dialect {
+	case "java":
+		lines = []string{"security.protocol=SASL_SSL", "sasl.mechanism=" + k.SASLMechanism,
+			`sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="` + user + `" password="` + password + `";`,
+			"ssl.truststore.type=PEM", "ssl.truststore.location=" + k.TLSCAFile}
+	default:
+		lines = []string{"security.protocol=SASL_SSL", "sasl.mechanisms=" + k.SASLMechanism,
+			"sasl.username=" + user, "sasl.password=" + password, "ssl.ca.location=" + k.TLSCAFile}
+	}
+	f := filepath.Join(t.TempDir(), dialect+"-"+user+".properties")
+	if err := os.WriteFile(f, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return []string{"--config", f}
+}
+
+func interop(t *testing.T, dialect string, client clientCmd) {
 	s := newStack(t, interopPartitions)
+	// The producer is an upstream system (its principal may only write
+	// commands); the reader reads as the tests do.
+	var upstream, reader []string
+	if s.kafka.SASLMechanism != "" {
+		pass := os.Getenv("LEDGER_KAFKA_UPSTREAM_PASSWORD")
+		if pass == "" {
+			t.Fatal("the broker is secured but LEDGER_KAFKA_UPSTREAM_PASSWORD is not set: source .stack/env")
+		}
+		upstream = clientSecurity(t, s, dialect, "upstream", pass)
+		reader = clientSecurity(t, s, dialect, s.kafka.SASLUser, s.kafka.SASLPassword)
+	}
 	ingest, proj, query := s.pipeline(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -100,8 +138,8 @@ func interop(t *testing.T, client clientCmd) {
 
 	// 1. Commands of every type, produced by the client.
 	run := "x" + testenv.ID(t)[len(testenv.ID(t))-8:]
-	produced := clientLines(t, client(ctx, "produce", "--bootstrap", s.kafka.Brokers, "--topic-prefix", s.kafka.TopicPrefix,
-		"--schemas", schemasDir, "--run", run))
+	produced := clientLines(t, client(ctx, "produce", append([]string{"--bootstrap", s.kafka.Brokers, "--topic-prefix", s.kafka.TopicPrefix,
+		"--schemas", schemasDir, "--run", run}, upstream...)...))
 	types := map[string]bool{}
 	for _, p := range produced {
 		types[fmt.Sprint(p["type"])] = true
@@ -190,7 +228,7 @@ func interop(t *testing.T, client clientCmd) {
 	if len(ours) != 8 {
 		t.Fatalf("the events topic holds %d events, want 8", len(ours))
 	}
-	read := clientLines(t, client(ctx, "read", "--bootstrap", s.kafka.Brokers, "--topic", s.names.Events, "--schemas", schemasDir))
+	read := clientLines(t, client(ctx, "read", append([]string{"--bootstrap", s.kafka.Brokers, "--topic", s.names.Events, "--schemas", schemasDir}, reader...)...))
 	if len(read) != len(ours) {
 		t.Fatalf("the client read %d events, the topic holds %d", len(read), len(ours))
 	}
@@ -220,7 +258,7 @@ func interop(t *testing.T, client clientCmd) {
 	if err := manual.ProduceSync(ctx, copies...).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
-	read = clientLines(t, client(ctx, "read", "--bootstrap", s.kafka.Brokers, "--topic", legacyTopic, "--schemas", schemasDir))
+	read = clientLines(t, client(ctx, "read", append([]string{"--bootstrap", s.kafka.Brokers, "--topic", legacyTopic, "--schemas", schemasDir}, reader...)...))
 	if len(read) != len(ours) {
 		t.Fatalf("the client read %d legacy events, want %d", len(read), len(ours))
 	}

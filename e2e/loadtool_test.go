@@ -7,6 +7,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/cqrs-ledger/ledger/internal/kafkax"
 	"github.com/cqrs-ledger/ledger/internal/loadgen"
 	"github.com/cqrs-ledger/ledger/internal/testenv"
 	"github.com/cqrs-ledger/ledger/internal/workload"
@@ -22,8 +23,11 @@ func TestOpenLoopTool(t *testing.T) {
 	defer cancel()
 	cl := loadgen.NewClient("http://"+ingest.addr, "http://"+query.addr, apiTokens, 256)
 	producer := testenv.KafkaClient(t, kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)))
-	target := loadgen.KafkaTarget{Client: producer, Commands: s.names.Commands, Results: s.names.Results,
-		ConsumerOpts: []kgo.Opt{kgo.SeedBrokers(s.kafka.BrokerList()...)}}
+	consumer, err := kafkax.ClientOpts(s.kafka)
+	if err != nil {
+		t.Fatal(err)
+	}
+	target := loadgen.KafkaTarget{Client: producer, Commands: s.names.Commands, Results: s.names.Results, ConsumerOpts: consumer}
 	for i, mode := range []string{loadgen.ModeSingle, loadgen.ModeBatch, loadgen.ModeKafka} {
 		t.Run(mode, func(t *testing.T) {
 			rep, err := loadgen.RunOpen(ctx, cl, loadgen.OpenOptions{

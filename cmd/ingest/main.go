@@ -5,11 +5,13 @@ package main
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/peterbourgon/ff/v3"
@@ -43,6 +45,11 @@ func run(args []string) error {
 		gwCfg    gateway.Config
 		procCfg  processor.Config
 		registry string
+		procUser string
+		procPass string
+		sagaKey  string
+		sagaFile string
+		noSaga   bool
 	)
 	serveFS := flag.NewFlagSet("ingest serve", flag.ContinueOnError)
 	kafka.RegisterFlags(serveFS, "ledger-ingest")
@@ -53,6 +60,11 @@ func run(args []string) error {
 	serveFS.StringVar(&procCfg.InstanceID, "processor-instance", "", "unique id of this processor in its group, part of its transactional id; default <hostname>-<pid> (PROCESSOR_INSTANCE)")
 	serveFS.DurationVar(&procCfg.DedupeWindow, "dedupe-window", processor.DefaultDedupeWindow, "how long a command id is remembered; ≤ the command-results retention (DEDUPE_WINDOW)")
 	serveFS.DurationVar(&procCfg.SessionTimeout, "group-session-timeout", 45*time.Second, "how long the group waits for a crashed processor before reassigning its partitions (GROUP_SESSION_TIMEOUT)")
+	serveFS.StringVar(&procUser, "processor-kafka-sasl-user", "", "the processor's own SASL user when gateway and processor run in one process (each role its own principal); default the Kafka SASL user (PROCESSOR_KAFKA_SASL_USER)")
+	serveFS.StringVar(&procPass, "processor-kafka-sasl-password", "", "the processor's SASL password, with processor-kafka-sasl-user (PROCESSOR_KAFKA_SASL_PASSWORD)")
+	serveFS.StringVar(&sagaKey, "saga-key", "", "the processors' shared key, hex, at least 32 bytes: signs the saga commands they write and is required of those they read (SAGA_KEY)")
+	serveFS.StringVar(&sagaFile, "saga-key-file", "", "a file holding the saga key in hex, readable by its owner only (SAGA_KEY_FILE)")
+	serveFS.BoolVar(&noSaga, "insecure-trust-origin-header", false, "run a processor without a saga key: any producer that may write the commands topic can then forge saga commands (INSECURE_TRUST_ORIGIN_HEADER)")
 	serveFS.StringVar(&registry, "schema-registry-url", "", "a Confluent-compatible schema registry; when set, the processor also reads commands in the Confluent wire format (SCHEMA_REGISTRY_URL)")
 	serveFS.IntVar(&procCfg.MaxBatch, "max-batch", processor.DefaultMaxBatch, "commands per transaction, at most (MAX_BATCH)")
 	serveFS.Int64Var(&gwCfg.MaxBodyBytes, "max-body-bytes", gateway.DefaultMaxBodyBytes, "request body limit; larger bodies get 413 (MAX_BODY_BYTES)")
@@ -70,12 +82,20 @@ func run(args []string) error {
 			if !roles.gateway && !roles.processor {
 				errs = append(errs, errors.New("gateway and processor are both off: nothing to run"))
 			}
+			if roles.processor {
+				key, err := loadSagaKey(sagaKey, sagaFile, noSaga)
+				errs = append(errs, err)
+				procCfg.SagaKey = key
+			}
 			if err := errors.Join(errs...); err != nil {
 				return fmt.Errorf("configuration:\n%w", err)
 			}
 			log, err := ops.NewLogger("ingest", logLevel)
 			if err != nil {
 				return err
+			}
+			if roles.processor && noSaga {
+				log.Warn("no saga key (--insecure-trust-origin-header): any producer allowed to write the commands topic can forge saga commands")
 			}
 			return ops.RunService(ctx, "ingest", httpCfg, log, func(s *ops.Service) error {
 				cl, err := kafkax.NewClient(kafka)
@@ -86,6 +106,9 @@ func run(args []string) error {
 				s.Ready.Add("kafka", cl.Ping)
 				if roles.processor {
 					procCfg.Kafka, procCfg.Log, procCfg.Registerer = kafka, log.With("role", "processor"), s.Registry
+					if procUser != "" {
+						procCfg.Kafka.SASLUser, procCfg.Kafka.SASLPassword = procUser, procPass
+					}
 					if registry != "" {
 						if procCfg.Registry, err = codec.NewRegistry(codec.Default(), registry, nil); err != nil {
 							return err
@@ -120,6 +143,8 @@ func run(args []string) error {
 		topoKafka config.Kafka
 		topoOpts  = topology.DefaultOptions()
 		allowInc  bool
+		acls      = topology.DefaultPrincipals()
+		noACLs    bool
 	)
 	topoOpts.ReplicationFactor = 0 // auto, unless REPLICATION_FACTOR says otherwise
 	topoFlags := func(name string) *flag.FlagSet {
@@ -140,13 +165,18 @@ func run(args []string) error {
 		fs.DurationVar(&topoOpts.ResultRetention, "result-retention", topoOpts.ResultRetention, "retention of command-results, ≥ the dedupe window (RESULT_RETENTION)")
 		fs.DurationVar(&topoOpts.DLQRetention, "dlq-retention", topoOpts.DLQRetention, "retention of the dlq topic (DLQ_RETENTION)")
 		fs.BoolVar(&allowInc, "allow-partition-increase", false, "permit adding partitions to aggregate-keyed topics (moves aggregates; ALLOW_PARTITION_INCREASE)")
+		fs.StringVar(&acls.Gateway, "gateway-principal", acls.Gateway, "Kafka principal of the command gateway (GATEWAY_PRINCIPAL)")
+		fs.StringVar(&acls.Processor, "processor-principal", acls.Processor, "Kafka principal of the processors (PROCESSOR_PRINCIPAL)")
+		fs.StringVar(&acls.Projector, "projector-principal", acls.Projector, "Kafka principal of the projectors (PROJECTOR_PRINCIPAL)")
+		fs.StringVar(&acls.Upstream, "upstream-principal", acls.Upstream, "Kafka principal of upstream producers of commands (UPSTREAM_PRINCIPAL)")
+		fs.BoolVar(&noACLs, "no-acls", false, "do not create the roles' ACLs (NO_ACLS)")
 		return fs
 	}
 
 	topoRun := func(apply bool) func(context.Context, []string) error {
 		return func(ctx context.Context, _ []string) error {
 			topoOpts.Prefix = topoKafka.TopicPrefix
-			if err := errors.Join(topoKafka.Validate(), topoOpts.Validate()); err != nil {
+			if err := errors.Join(topoKafka.Validate(), topoOpts.Validate(), acls.Validate()); err != nil {
 				return fmt.Errorf("configuration:\n%w", err)
 			}
 			cl, err := kafkax.NewClient(topoKafka)
@@ -172,14 +202,27 @@ func run(args []string) error {
 			if err := plan.Err(); err != nil {
 				return fmt.Errorf("refusing to apply:\n%w", err)
 			}
-			if !apply || len(plan.Changes) == 0 {
-				fmt.Printf("%d change(s) to make\n", len(plan.Changes))
+			if !apply {
+				fmt.Printf("%d change(s) to make; apply also creates the roles' ACLs\n", len(plan.Changes))
 				return nil
 			}
-			if err := topology.Apply(ctx, adm, plan); err != nil {
-				return err
+			if len(plan.Changes) > 0 {
+				if err := topology.Apply(ctx, adm, plan); err != nil {
+					return err
+				}
 			}
 			fmt.Printf("applied %d change(s)\n", len(plan.Changes))
+			if noACLs {
+				return nil
+			}
+			switch err := topology.ApplyACLs(ctx, adm, topoOpts.Prefix, acls); {
+			case errors.Is(err, topology.ErrNoAuthorizer):
+				fmt.Println("ACLs: the cluster has no authorizer; none created (anyone who reaches the brokers may do anything)")
+			case err != nil:
+				return err
+			default:
+				fmt.Printf("ACLs: %s, %s, %s and %s have their roles' ACLs\n", acls.Gateway, acls.Processor, acls.Projector, acls.Upstream)
+			}
 			return nil
 		}
 	}
@@ -217,4 +260,38 @@ func intFlag(dst *int32) func(string) error {
 		*dst = v
 		return nil
 	}
+}
+
+// loadSagaKey returns the saga key from hex or a file of hex; none only
+// with insecure.
+func loadSagaKey(hexKey, file string, insecure bool) ([]byte, error) {
+	switch {
+	case hexKey != "" && file != "":
+		return nil, errors.New("saga-key and saga-key-file: give one")
+	case file != "":
+		st, err := os.Stat(file)
+		if err != nil {
+			return nil, fmt.Errorf("saga-key-file: %w", err)
+		}
+		if st.Mode().Perm()&0o077 != 0 {
+			return nil, fmt.Errorf("saga-key-file %s: mode %s, want it readable by its owner only (chmod 600)", file, st.Mode().Perm())
+		}
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return nil, fmt.Errorf("saga-key-file: %w", err)
+		}
+		hexKey = strings.TrimSpace(string(b))
+	case hexKey == "" && insecure:
+		return nil, nil
+	case hexKey == "":
+		return nil, errors.New("saga-key: a processor needs the processors' shared saga key (SAGA_KEY or SAGA_KEY_FILE; scripts/stack makes one in .stack/secrets/saga-key), or --insecure-trust-origin-header")
+	}
+	key, err := hex.DecodeString(hexKey)
+	if err != nil {
+		return nil, errors.New("saga key: want hex")
+	}
+	if len(key) < processor.MinSagaKeyBytes {
+		return nil, fmt.Errorf("saga key of %d bytes: want at least %d", len(key), processor.MinSagaKeyBytes)
+	}
+	return key, nil
 }
