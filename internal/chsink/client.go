@@ -62,6 +62,16 @@ func EnsureDatabase(ctx context.Context, cfg config.ClickHouse) error {
 	if c := cfg.Cluster; c != "" {
 		q += " ON CLUSTER " + c
 	}
+	// A user confined to its database (allow_databases, as the local
+	// stack's projector user is) may not connect to "default": when the
+	// database exists already, there is nothing to create.
+	if conn, err := Open(cfg); err == nil {
+		perr := conn.Ping(ctx)
+		_ = conn.Close()
+		if perr == nil {
+			return nil
+		}
+	}
 	cfg.Database = "default"
 	conn, err := Open(cfg)
 	if err != nil {

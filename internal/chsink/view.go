@@ -3,6 +3,7 @@ package chsink
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -179,7 +180,7 @@ func (v *View) Apply(ctx context.Context, batch []projection.Event) error {
 			continue
 		}
 		switch pos := v.parts[r.Partition]; {
-		case pos.above[r.Offset]:
+		case pos.above[r.Offset] == identity(r.AggregateID, r.Version):
 		case r.Offset > pos.through:
 			fresh[i] = true
 		default:
@@ -306,10 +307,18 @@ func (v *View) forget(aggs []string, rows []eventRow) {
 
 // position is what ledger_events holds of one partition of the events
 // topic: every event at an offset ≤ through, and above it exactly the
-// offsets in above (a crashed predecessor's writes it did not commit).
+// offsets in above (a crashed predecessor's writes it did not commit),
+// each with the identity of the event stored there. An offset holding
+// another event than the one given (the topic was deleted and made again,
+// its offsets restarting, while the tables stayed) is not taken for it.
 type position struct {
 	through int64
-	above   map[int64]bool
+	above   map[int64]string
+}
+
+// identity names an event by aggregate and version.
+func identity(aggregate string, version int64) string {
+	return aggregate + "\x00" + strconv.FormatInt(version, 10)
 }
 
 // locate learns, for every partition of rows the view has no position of,
@@ -336,22 +345,26 @@ func (v *View) locate(ctx context.Context, rows []eventRow) error {
 	for p, f := range from {
 		conds = append(conds, "(kafka_partition = ? AND kafka_offset >= ?)")
 		args = append(args, p, f)
-		found[p] = &position{through: f - 1, above: map[int64]bool{}}
+		found[p] = &position{through: f - 1, above: map[int64]string{}}
 	}
-	q := "SELECT kafka_partition, kafka_offset FROM " + v.d.q(v.t.events) + " WHERE " + strings.Join(conds, " OR ")
+	q := "SELECT kafka_partition, kafka_offset, aggregate_id, version FROM " + v.d.q(v.t.events) + " WHERE " + strings.Join(conds, " OR ")
 	rs, err := v.conn.Query(ctx, q, args...)
 	if err != nil {
 		return fmt.Errorf("clickhouse: read written positions: %w", err)
 	}
 	defer rs.Close()
 	for rs.Next() {
-		var p int32
-		var off int64
-		if err := rs.Scan(&p, &off); err != nil {
+		var (
+			p   int32
+			off int64
+			agg string
+			ver uint64
+		)
+		if err := rs.Scan(&p, &off, &agg, &ver); err != nil {
 			return fmt.Errorf("clickhouse: read written positions: %w", err)
 		}
 		if pos := found[p]; pos != nil {
-			pos.above[off] = true
+			pos.above[off] = identity(agg, int64(ver))
 		}
 	}
 	if err := rs.Err(); err != nil {

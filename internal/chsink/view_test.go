@@ -1008,3 +1008,24 @@ func TestNoReadBeforeInsert(t *testing.T) {
 	}
 	checkHourlyExact(t, conn, opts, v2)
 }
+
+// TestRecreatedTopicIsNotTakenForWritten: the events topic was deleted and
+// made again (its offsets restart at 0) while the tables stayed. The new
+// topic's events sit at offsets the table holds for other events; they are
+// all inserted, and the old ones stay.
+func TestRecreatedTopicIsNotTakenForWritten(t *testing.T) {
+	conn, opts, v := setup(t, 0)
+	old := generate(t, 31, "old-", 10, 300)
+	applyAll(t, v, old.batches(50))
+	again, err := NewView(conn, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fresh := generate(t, 32, "new-", 10, 300) // the same offsets, other events
+	applyAll(t, again, fresh.batches(50))
+	checkAccounts(t, again, fresh)
+	checkAccounts(t, again, old)
+	if n := count(t, conn, "SELECT count() FROM "+opts.Database+".ledger_events FINAL"); n != uint64(len(old.events)+len(fresh.events)) {
+		t.Errorf("%d events, want %d old and %d new", n, len(old.events), len(fresh.events))
+	}
+}
