@@ -56,9 +56,17 @@ func newViews(t *testing.T, redisAddr string) *views {
 
 // env is the projector's (and its rebuild's) environment for these views.
 func (v *views) env() []string {
+	// The shared stores' administrators, or none for a private server.
+	ruser, rpass := testenv.RedisAuth(v.redisAddr)
+	ch := testenv.ClickHouseAuth(v.chAddr)
+	if ch.Username == "" {
+		ch.Username = "default"
+	}
 	return []string{
 		"REDIS_ADDR=" + v.redisAddr, "REDIS_KEY_PREFIX=" + v.prefix,
+		"REDIS_USERNAME=" + ruser, "REDIS_PASSWORD=" + rpass,
 		"CLICKHOUSE_ADDR=" + v.chAddr, "CLICKHOUSE_DATABASE=" + v.db,
+		"CLICKHOUSE_USERNAME=" + ch.Username, "CLICKHOUSE_PASSWORD=" + ch.Password,
 		// A SIGKILLed member's partitions move on within seconds.
 		"GROUP_SESSION_TIMEOUT=6s",
 	}

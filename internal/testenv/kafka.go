@@ -52,8 +52,8 @@ func StartKafka(t testing.TB) *PrivateKafka {
 	if err != nil {
 		t.Fatalf("kafka config template: %v", err)
 	}
-	cfg := strings.NewReplacer("@DATA@", filepath.Join(dir, "data"), "@PORT@", strconv.Itoa(port),
-		"@CONTROLLER_PORT@", strconv.Itoa(controller)).Replace(string(tmpl))
+	cfg := plaintextBroker(strings.NewReplacer("@DATA@", filepath.Join(dir, "data"), "@PORT@", strconv.Itoa(port),
+		"@CONTROLLER_PORT@", strconv.Itoa(controller)).Replace(string(tmpl)))
 	cfgPath := filepath.Join(dir, "server.properties")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
@@ -100,4 +100,22 @@ func kafkaReady(addr string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	return cl.Ping(ctx)
+}
+
+// plaintextBroker turns the local stack's broker configuration into a
+// private test broker's: PLAINTEXT listeners, no SASL, TLS or authorizer
+// (the tests that start one kill and restart it, security is not theirs).
+func plaintextBroker(cfg string) string {
+	var out []string
+	for _, line := range strings.Split(cfg, "\n") {
+		switch {
+		case strings.HasPrefix(line, "sasl."), strings.HasPrefix(line, "ssl."), strings.HasPrefix(line, "listener.name."),
+			strings.HasPrefix(line, "authorizer.class.name"), strings.HasPrefix(line, "super.users"),
+			strings.HasPrefix(line, "allow.everyone.if.no.acl.found"):
+			continue
+		}
+		line = strings.NewReplacer("SASL_SSL", "PLAINTEXT", "CONTROLLER:SSL", "CONTROLLER:PLAINTEXT").Replace(line)
+		out = append(out, line)
+	}
+	return strings.Join(out, "\n")
 }
