@@ -61,7 +61,7 @@ func run(args []string) error {
 	serveFS.DurationVar(&procCfg.DedupeWindow, "dedupe-window", processor.DefaultDedupeWindow, "how long a command id is remembered; ≤ the command-results retention (DEDUPE_WINDOW)")
 	serveFS.DurationVar(&procCfg.SessionTimeout, "group-session-timeout", 45*time.Second, "how long the group waits for a crashed processor before reassigning its partitions (GROUP_SESSION_TIMEOUT)")
 	serveFS.StringVar(&procUser, "processor-kafka-sasl-user", "", "the processor's own SASL user when gateway and processor run in one process (each role its own principal); default the Kafka SASL user (PROCESSOR_KAFKA_SASL_USER)")
-	serveFS.StringVar(&procPass, "processor-kafka-sasl-password", "", "the processor's SASL password, with processor-kafka-sasl-user (PROCESSOR_KAFKA_SASL_PASSWORD)")
+	config.SecretFlags(serveFS, &procPass, "processor-kafka-sasl-password", "processor's SASL password, with processor-kafka-sasl-user", "PROCESSOR_KAFKA_SASL_PASSWORD")
 	serveFS.StringVar(&sagaKey, "saga-key", "", "the processors' shared key, hex, at least 32 bytes: signs the saga commands they write and is required of those they read (SAGA_KEY)")
 	serveFS.StringVar(&sagaFile, "saga-key-file", "", "a file holding the saga key in hex, readable by its owner only (SAGA_KEY_FILE)")
 	serveFS.BoolVar(&noSaga, "insecure-trust-origin-header", false, "run a processor without a saga key: any producer that may write the commands topic can then forge saga commands (INSECURE_TRUST_ORIGIN_HEADER)")

@@ -53,7 +53,31 @@ func (k *Kafka) RegisterFlags(fs *flag.FlagSet, clientID string) {
 	fs.StringVar(&k.TLSKeyFile, "kafka-tls-key", "", "PEM client key for Kafka mTLS (KAFKA_TLS_KEY)")
 	fs.StringVar(&k.SASLMechanism, "kafka-sasl-mechanism", "", "SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (KAFKA_SASL_MECHANISM)")
 	fs.StringVar(&k.SASLUser, "kafka-sasl-user", "", "SASL user name (KAFKA_SASL_USER)")
-	fs.StringVar(&k.SASLPassword, "kafka-sasl-password", "", "SASL password (KAFKA_SASL_PASSWORD)")
+	SecretFlags(fs, &k.SASLPassword, "kafka-sasl-password", "SASL password", "KAFKA_SASL_PASSWORD")
+}
+
+// SecretFlags declares a secret's two flags: name (its value) and
+// name-file (a file holding it, e.g. a Docker secret, without its trailing
+// newline), which wins whatever order they are given in.
+func SecretFlags(fs *flag.FlagSet, dst *string, name, what, env string) {
+	fromFile := false
+	fs.Func(name, what+" ("+env+")", func(v string) error {
+		if !fromFile {
+			*dst = v
+		}
+		return nil
+	})
+	fs.Func(name+"-file", "a file holding the "+what+"; wins over "+name+" ("+env+"_FILE)", func(path string) error {
+		if path == "" {
+			return nil
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		*dst, fromFile = strings.TrimRight(string(b), "\r\n"), true
+		return nil
+	})
 }
 
 // BrokerList returns the brokers as a slice, without empty entries.
@@ -96,7 +120,7 @@ type Redis struct {
 func (r *Redis) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&r.Addr, "redis-addr", "127.0.0.1:6379", "Redis host:port (REDIS_ADDR)")
 	fs.StringVar(&r.Username, "redis-username", "", "Redis ACL user (REDIS_USERNAME)")
-	fs.StringVar(&r.Password, "redis-password", "", "Redis AUTH password (REDIS_PASSWORD)")
+	SecretFlags(fs, &r.Password, "redis-password", "Redis AUTH password", "REDIS_PASSWORD")
 	fs.IntVar(&r.DB, "redis-db", 0, "Redis database number; must be 0 on Redis Cluster (REDIS_DB)")
 	fs.BoolVar(&r.TLS, "redis-tls", false, "connect to Redis over TLS (REDIS_TLS)")
 	fs.StringVar(&r.TLSCAFile, "redis-tls-ca", "", "PEM file of CAs to trust for Redis TLS (REDIS_TLS_CA)")
@@ -128,7 +152,7 @@ func (c *ClickHouse) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Addr, "clickhouse-addr", "127.0.0.1:9000", "ClickHouse native host:port list, comma-separated (CLICKHOUSE_ADDR)")
 	fs.StringVar(&c.Database, "clickhouse-database", "ledger", "ClickHouse database (CLICKHOUSE_DATABASE)")
 	fs.StringVar(&c.Username, "clickhouse-username", "default", "ClickHouse user (CLICKHOUSE_USERNAME)")
-	fs.StringVar(&c.Password, "clickhouse-password", "", "ClickHouse password (CLICKHOUSE_PASSWORD)")
+	SecretFlags(fs, &c.Password, "clickhouse-password", "ClickHouse password", "CLICKHOUSE_PASSWORD")
 	fs.BoolVar(&c.TLS, "clickhouse-tls", false, "connect to ClickHouse over TLS (CLICKHOUSE_TLS)")
 	fs.StringVar(&c.Cluster, "clickhouse-cluster", "", "cluster name for ON CLUSTER DDL and Replicated engines; empty for one server (CLICKHOUSE_CLUSTER)")
 }

@@ -1,0 +1,83 @@
+#!/bin/sh
+# Makes, once, everything secret the compose stack needs, into the volume at
+# ${SECRETS:-/secrets}, one folder per consumer; compose mounts each folder
+# into its consumer's container only (volume subpaths), and gen/ into none:
+#   kafka/       server.properties (with the admin's password for the broker's
+#                own connections), broker.p12, ca.pem, the SCRAM users to create
+#                at format time, admin.properties (health check)
+#   redis/       users.acl, admin (health check)
+#   clickhouse/  users.xml, default (health check)
+#   app/         the binaries' passwords, the saga key, ca.pem: owned by the
+#                distroless image's nonroot user (65532), mode 0600
+# Runs in the apache/kafka image (keytool, a POSIX shell, coreutils/busybox).
+set -eu
+S=${SECRETS:-/secrets}
+TEMPLATES=${TEMPLATES:-/templates}
+if [ -f "$S/.done" ]; then echo "init-secrets: already made"; exit 0; fi
+mkdir -p "$S/gen" "$S/kafka" "$S/redis" "$S/clickhouse" "$S/app"
+umask 077
+cd "$S/gen"
+rnd() { od -An -tx1 -N32 /dev/urandom | tr -d ' \n'; }
+for n in kafka-admin kafka-gateway kafka-processor kafka-projector kafka-upstream kafka-keystore \
+	redis-admin redis-projector redis-queryapi clickhouse-default clickhouse-projector clickhouse-queryapi saga-key; do
+	[ -s "$n" ] || rnd >"$n"
+done
+P=$(cat kafka-keystore)
+rm -f ca.p12 broker.p12
+keytool -genkeypair -alias ca -dname "CN=ledger compose CA" -keyalg RSA -keysize 2048 -validity 3650 \
+	-ext bc:c -keystore ca.p12 -storetype PKCS12 -storepass "$P" >/dev/null 2>&1
+keytool -exportcert -rfc -alias ca -keystore ca.p12 -storepass "$P" >ca.pem
+keytool -genkeypair -alias broker -dname "CN=ledger-broker" -keyalg RSA -keysize 2048 -validity 3650 \
+	-keystore broker.p12 -storetype PKCS12 -storepass "$P" >/dev/null 2>&1
+keytool -certreq -alias broker -keystore broker.p12 -storepass "$P" >broker.csr
+keytool -gencert -alias ca -keystore ca.p12 -storepass "$P" -infile broker.csr -rfc -validity 3650 \
+	-ext "SAN=dns:kafka,dns:localhost,ip:127.0.0.1" -ext "EKU=serverAuth,clientAuth" >broker.pem
+keytool -importcert -noprompt -alias ca -file ca.pem -keystore broker.p12 -storepass "$P" >/dev/null 2>&1
+keytool -importcert -noprompt -alias broker -file broker.pem -keystore broker.p12 -storepass "$P" >/dev/null 2>&1
+
+# Kafka.
+sed -e "s#@ADMIN_PASSWORD@#$(cat kafka-admin)#" -e "s#@STORE_PASSWORD@#$P#" \
+	"$TEMPLATES/server.properties" >"$S/kafka/server.properties"
+cp broker.p12 ca.pem "$S/kafka/"
+: >"$S/kafka/scram-args"
+for u in admin gateway processor projector upstream; do
+	printf -- '--add-scram SCRAM-SHA-512=[name=%s,password=%s] ' "$u" "$(cat "kafka-$u")" >>"$S/kafka/scram-args"
+done
+cat >"$S/kafka/admin.properties" <<PROPS
+security.protocol=SASL_SSL
+sasl.mechanism=SCRAM-SHA-512
+sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="admin" password="$(cat kafka-admin)";
+ssl.truststore.type=PEM
+ssl.truststore.location=$S/kafka/ca.pem
+PROPS
+
+# Redis.
+cat >"$S/redis/users.acl" <<ACL
+user default off
+user admin on >$(cat redis-admin) ~* &* +@all
+user projector on >$(cat redis-projector) ~ledger:* &ledger:* +@all -@admin -@dangerous
+user queryapi on >$(cat redis-queryapi) ~ledger:* &ledger:* -@all +@read +@connection +subscribe +unsubscribe +psubscribe +punsubscribe -keys -scan
+ACL
+cp redis-admin "$S/redis/admin"
+
+# ClickHouse.
+sum() { printf '%s' "$(cat "$1")" | sha256sum | cut -c1-64; }
+sed -e "s#@DEFAULT_SHA256@#$(sum clickhouse-default)#" -e "s#@PROJECTOR_SHA256@#$(sum clickhouse-projector)#" \
+	-e "s#@QUERYAPI_SHA256@#$(sum clickhouse-queryapi)#" \
+	-e 's#<ip>::1</ip>#<ip>::/0</ip>#' -e '/<ip>127.0.0.1<\/ip>/d' \
+	"$TEMPLATES/users.xml" >"$S/clickhouse/users.xml"
+cp clickhouse-default "$S/clickhouse/default"
+
+# The binaries.
+cp kafka-admin kafka-gateway kafka-processor kafka-projector redis-projector redis-queryapi \
+	clickhouse-projector clickhouse-queryapi saga-key "$S/app/"
+cp ca.pem "$S/app/ca.pem"
+chmod 644 "$S/app/ca.pem"
+
+# The services' images run as users of their own: their folders are
+# readable inside their containers (where nothing else runs).
+chmod 755 "$S/kafka" "$S/redis" "$S/clickhouse" "$S/app"
+chmod 644 "$S"/kafka/* "$S"/redis/* "$S"/clickhouse/*
+if [ "$(id -u)" = 0 ]; then chown -R 65532:65532 "$S/app"; fi
+touch "$S/.done"
+echo "init-secrets: made"
