@@ -173,8 +173,29 @@ func (s *stack) start(name string, env []string, args ...string) *proc {
 		if s.t.Failed() {
 			s.t.Logf("%s (pid %d) logs:\n%s", name, p.cmd.Process.Pid, tail(p.logs.String(), 60))
 		}
+		keepLogs(s.t, name, p.cmd.Process.Pid, p.logs.String())
 	})
 	return p
+}
+
+// keepLogs writes a binary's logs to <stack>/logs/e2e/ (LEDGER_STACK_DIR,
+// from .stack/env), where scripts/scan-secrets, a step of make test, looks
+// for any secret of the stack: the logs of every binary of a full run are
+// checked, not only the services'.
+func keepLogs(t testing.TB, name string, pid int, logs string) {
+	stack := os.Getenv("LEDGER_STACK_DIR")
+	if stack == "" {
+		return
+	}
+	dir := filepath.Join(stack, "logs", "e2e")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Logf("keep logs: %v", err)
+		return
+	}
+	f := filepath.Join(dir, fmt.Sprintf("%s-%s-%d.log", strings.ReplaceAll(t.Name(), "/", "_"), name, pid))
+	if err := os.WriteFile(f, []byte(logs), 0o600); err != nil {
+		t.Logf("keep logs: %v", err)
+	}
 }
 
 func tail(s string, n int) string {
