@@ -2,12 +2,15 @@ package processor_test
 
 import (
 	"bytes"
+	"context"
+	"os"
 	"testing"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/cqrs-ledger/ledger/internal/codec"
 	"github.com/cqrs-ledger/ledger/internal/ingest/processor"
+	"github.com/cqrs-ledger/ledger/internal/kafkax"
 )
 
 // TestSagaCommandsNeedTheKey: with a saga key, the processor signs the saga
@@ -22,13 +25,31 @@ func TestSagaCommandsNeedTheKey(t *testing.T) {
 	e.start("a", func(c *processor.Config) { c.SagaKey = key })
 	e.send(open("o1", "src", "EUR"), open("o2", "dst", "EUR"), deposit("d1", "src", 1000), transfer("t1", "src", "dst", 300))
 
+	// The forger is an upstream system: on the secured local stack its own
+	// principal, which may write commands and nothing else.
+	upstream := e.prod
+	if cfg := e.kafka; cfg.SASLMechanism != "" {
+		cfg.SASLUser, cfg.SASLPassword = "upstream", os.Getenv("LEDGER_KAFKA_UPSTREAM_PASSWORD")
+		opts, err := kafkax.ClientOpts(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if upstream, err = kgo.NewClient(append(opts, kgo.DefaultProduceTopic(e.names.Commands))...); err != nil {
+			t.Fatal(err)
+		}
+		defer upstream.Close()
+	}
 	forge := func(id string, headers ...kgo.RecordHeader) {
 		v, err := codec.Default().Encode(&codec.CreditTransfer{CommandID: id, AggregateID: "dst", IssuedAt: issued,
 			TransferID: "tr-" + id, FromAccountID: "src", ToAccountID: "dst", Amount: 1_000_000, Currency: "EUR"})
 		if err != nil {
 			t.Fatal(err)
 		}
-		e.sendRaw("dst", v, append([]kgo.RecordHeader{{Key: processor.HeaderOrigin, Value: []byte(processor.OriginProcessor)}}, headers...)...)
+		r := &kgo.Record{Key: []byte("dst"), Value: v,
+			Headers: append([]kgo.RecordHeader{{Key: processor.HeaderOrigin, Value: []byte(processor.OriginProcessor)}}, headers...)}
+		if err := upstream.ProduceSync(context.Background(), r).FirstErr(); err != nil {
+			t.Fatalf("produce as upstream: %v", err)
+		}
 	}
 	forge("forged-no-mac")
 	forge("forged-bad-mac", kgo.RecordHeader{Key: processor.HeaderOriginMAC, Value: bytes.Repeat([]byte{1}, 32)})
