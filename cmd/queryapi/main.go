@@ -132,7 +132,7 @@ func run(ctx context.Context, args []string) error {
 
 // connect connects to Redis and ClickHouse, makes each a readiness check of
 // s, and closes them at shutdown.
-func connect(s *ops.Service, rcfg config.Redis, ccfg config.ClickHouse) (*redis.Client, driver.Conn, error) {
+func connect(s *ops.Service, rcfg config.Redis, ccfg config.ClickHouse) (redis.UniversalClient, driver.Conn, error) {
 	rdb, err := redissink.NewClient(rcfg)
 	if err != nil {
 		return nil, nil, err

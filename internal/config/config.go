@@ -107,7 +107,8 @@ func (k Kafka) Validate() error {
 
 // Redis is how to reach Redis.
 type Redis struct {
-	Addr      string
+	Addr      string // host:port; with Cluster, comma-separated seed nodes
+	Cluster   bool   // Redis Cluster: a cluster client (keys hash-tagged per aggregate)
 	Username  string
 	Password  string
 	DB        int
@@ -116,9 +117,13 @@ type Redis struct {
 	KeyPrefix string // namespaces every key, e.g. "ledger:"
 }
 
+// AddrList returns the Redis addresses as a slice.
+func (r Redis) AddrList() []string { return splitList(r.Addr) }
+
 // RegisterFlags declares the Redis flags on fs with their defaults.
 func (r *Redis) RegisterFlags(fs *flag.FlagSet) {
-	fs.StringVar(&r.Addr, "redis-addr", "127.0.0.1:6379", "Redis host:port (REDIS_ADDR)")
+	fs.StringVar(&r.Addr, "redis-addr", "127.0.0.1:6379", "Redis host:port; with redis-cluster, seed nodes, comma-separated (REDIS_ADDR)")
+	fs.BoolVar(&r.Cluster, "redis-cluster", false, "Redis Cluster: a cluster client over the seed nodes of redis-addr (REDIS_CLUSTER)")
 	fs.StringVar(&r.Username, "redis-username", "", "Redis ACL user (REDIS_USERNAME)")
 	SecretFlags(fs, &r.Password, "redis-password", "Redis AUTH password", "REDIS_PASSWORD")
 	fs.IntVar(&r.DB, "redis-db", 0, "Redis database number; must be 0 on Redis Cluster (REDIS_DB)")
@@ -129,9 +134,16 @@ func (r *Redis) RegisterFlags(fs *flag.FlagSet) {
 
 // Validate reports every problem with r.
 func (r Redis) Validate() error {
-	errs := validateAddrs("redis-addr", []string{r.Addr})
+	addrs := []string{r.Addr}
+	if r.Cluster {
+		addrs = r.AddrList()
+	}
+	errs := validateAddrs("redis-addr", addrs)
 	if r.DB < 0 || r.DB > 15 {
 		errs = append(errs, fmt.Errorf("redis-db %d: want 0..15", r.DB))
+	}
+	if r.Cluster && r.DB != 0 {
+		errs = append(errs, fmt.Errorf("redis-db %d: Redis Cluster has database 0 only", r.DB))
 	}
 	errs = append(errs, validateTLSFiles("redis-tls", r.TLSCAFile, "", "")...)
 	return errors.Join(errs...)

@@ -3,25 +3,30 @@
 package redissink
 
 import (
+	"crypto/tls"
+
 	"github.com/redis/go-redis/v9"
 
 	"github.com/cqrs-ledger/ledger/internal/config"
 )
 
-// NewClient builds a go-redis client from the configuration (AUTH, TLS, DB).
-func NewClient(cfg config.Redis) (*redis.Client, error) {
-	opts := &redis.Options{
-		Addr:     cfg.Addr,
-		Username: cfg.Username,
-		Password: cfg.Password,
-		DB:       cfg.DB,
-	}
+// NewClient builds a go-redis client from the configuration (AUTH, TLS,
+// DB): a cluster client over the seed addresses when cfg.Cluster is set,
+// else a client of one server.
+func NewClient(cfg config.Redis) (redis.UniversalClient, error) {
+	var tc *tls.Config
 	if cfg.TLS {
-		tc, err := config.TLSConfig(cfg.TLSCAFile, "", "")
-		if err != nil {
+		var err error
+		if tc, err = config.TLSConfig(cfg.TLSCAFile, "", ""); err != nil {
 			return nil, err
 		}
-		opts.TLSConfig = tc
 	}
-	return redis.NewClient(opts), nil
+	if cfg.Cluster {
+		return redis.NewClusterClient(&redis.ClusterOptions{
+			Addrs: cfg.AddrList(), Username: cfg.Username, Password: cfg.Password, TLSConfig: tc,
+		}), nil
+	}
+	return redis.NewClient(&redis.Options{
+		Addr: cfg.Addr, Username: cfg.Username, Password: cfg.Password, DB: cfg.DB, TLSConfig: tc,
+	}), nil
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -20,7 +21,7 @@ import (
 // pauses; the old generation's keys go once no reader can still trust a
 // cached pointer.
 type RebuildView struct {
-	rdb    *redis.Client
+	rdb    redis.UniversalClient
 	prefix string
 	// Linger is how long readers may trust a cached pointer; the old
 	// generation is deleted no sooner after the switch. Default
@@ -29,7 +30,7 @@ type RebuildView struct {
 }
 
 // NewRebuildView is the view under prefix.
-func NewRebuildView(rdb *redis.Client, prefix string) *RebuildView {
+func NewRebuildView(rdb redis.UniversalClient, prefix string) *RebuildView {
 	return &RebuildView{rdb: rdb, prefix: prefix, Linger: 2 * DefaultPointerCache}
 }
 
@@ -84,7 +85,7 @@ func (v *RebuildView) Clean(ctx context.Context, gen int) (string, error) {
 // unlinkOtherGenerations deletes the data keys of every generation under
 // prefix except keep, and returns how many it deleted. Keys under prefix
 // that are not generation data keys (the pointer, anything else) stay.
-func unlinkOtherGenerations(ctx context.Context, rdb *redis.Client, prefix string, keep int) (int, error) {
+func unlinkOtherGenerations(ctx context.Context, rdb redis.UniversalClient, prefix string, keep int) (int, error) {
 	all := strings.TrimSuffix(GenerationPattern(prefix, 0), "{*") + "*"
 	return unlinkMatching(ctx, rdb, all, func(k string) bool {
 		gen, ok := generationOf(prefix, k)
@@ -112,11 +113,32 @@ func generationOf(prefix, key string) (int, bool) {
 
 // unlinkMatching deletes the keys matching pattern (for which drop, when
 // not nil, is true) with SCAN + UNLINK and returns how many it deleted.
-func unlinkMatching(ctx context.Context, rdb *redis.Client, pattern string, drop func(key string) bool) (int, error) {
+func unlinkMatching(ctx context.Context, rdb redis.UniversalClient, pattern string, drop func(key string) bool) (int, error) {
+	cc, ok := rdb.(*redis.ClusterClient)
+	if !ok {
+		return unlinkOn(ctx, rdb, rdb, pattern, drop, false)
+	}
+	// SCAN sees one node's keys: every master is scanned, and keys are
+	// unlinked one by one (keys of different slots cannot share a command).
+	var mu sync.Mutex
+	total := 0
+	err := cc.ForEachMaster(ctx, func(ctx context.Context, node *redis.Client) error {
+		n, err := unlinkOn(ctx, node, cc, pattern, drop, true)
+		mu.Lock()
+		total += n
+		mu.Unlock()
+		return err
+	})
+	return total, err
+}
+
+// unlinkOn scans scanner for pattern and unlinks through rdb the keys drop
+// accepts (all if drop is nil); one key per command if single.
+func unlinkOn(ctx context.Context, scanner redis.Cmdable, rdb redis.UniversalClient, pattern string, drop func(string) bool, single bool) (int, error) {
 	n := 0
 	var cursor uint64
 	for {
-		keys, next, err := rdb.Scan(ctx, cursor, pattern, 1000).Result()
+		keys, next, err := scanner.Scan(ctx, cursor, pattern, 1000).Result()
 		if err != nil {
 			return n, fmt.Errorf("redis: scan %s: %w", pattern, err)
 		}
@@ -124,7 +146,16 @@ func unlinkMatching(ctx context.Context, rdb *redis.Client, pattern string, drop
 			keys = slices.DeleteFunc(keys, func(k string) bool { return !drop(k) })
 		}
 		if len(keys) > 0 {
-			if err := rdb.Unlink(ctx, keys...).Err(); err != nil {
+			if single {
+				pipe := rdb.Pipeline()
+				for _, k := range keys {
+					pipe.Unlink(ctx, k)
+				}
+				_, err = pipe.Exec(ctx)
+			} else {
+				err = rdb.Unlink(ctx, keys...).Err()
+			}
+			if err != nil {
 				return n, fmt.Errorf("redis: unlink: %w", err)
 			}
 			n += len(keys)
@@ -140,7 +171,7 @@ func unlinkMatching(ctx context.Context, rdb *redis.Client, pattern string, drop
 // holding its owner, with a TTL of rebuild.Lease (SET NX PX; renewed and
 // released only by its owner, checked in a script).
 type RebuildLock struct {
-	rdb *redis.Client
+	rdb redis.UniversalClient
 	key string
 }
 
@@ -148,7 +179,7 @@ type RebuildLock struct {
 func (l RebuildLock) Key() string { return l.key }
 
 // NewRebuildLock is the lock of the view under prefix.
-func NewRebuildLock(rdb *redis.Client, prefix string) RebuildLock {
+func NewRebuildLock(rdb redis.UniversalClient, prefix string) RebuildLock {
 	return RebuildLock{rdb: rdb, key: prefix + "rebuild-lock"}
 }
 
