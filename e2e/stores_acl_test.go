@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -94,10 +95,36 @@ func TestStoreUsersAreConfined(t *testing.T) {
 			t.Errorf("queryapi read %s: %+v %v, want version %d", id, got, ok, want.Version)
 		}
 	}
-	sub := q.Subscribe(ctx, prefix+"changes")
-	_, err = sub.Receive(ctx)
-	allow("redis queryapi subscribes to the change announcements", err)
-	_ = sub.Close()
+	// The query API's read-your-writes waits: a Watcher (PSUBSCRIBE on the
+	// live prefix's channels) as the queryapi user, woken by an
+	// announcement the projector user publishes.
+	watcher := redissink.NewWatcher(q, "ledger:")
+	wctx, wcancel := context.WithCancel(ctx)
+	werr := make(chan error, 1)
+	go func() { werr <- watcher.Run(wctx) }()
+	watched := "acl-watch-" + testenv.ID(t)
+	woken, unwatch := watcher.Watch(watched)
+	deadline := time.After(10 * time.Second)
+	var werrV error
+wait:
+	for {
+		if err := proj.Publish(ctx, redissink.ChangesChannel("ledger:"), watched).Err(); err != nil {
+			werrV = err
+			break
+		}
+		select {
+		case <-woken:
+			break wait
+		case <-deadline:
+			werrV = errors.New("the watcher was not woken within 10 s (its PSUBSCRIBE refused?)")
+			break wait
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	unwatch()
+	wcancel()
+	<-werr
+	allow("redis queryapi watches the change announcements the projector publishes", werrV)
 	key := sink.AccountKey("acl-acc-0")
 	for what, cmd := range map[string][]any{
 		"set":          {"set", prefix + "x", "1"},

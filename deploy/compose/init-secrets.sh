@@ -56,7 +56,7 @@ cat >"$S/redis/users.acl" <<ACL
 user default off
 user admin on >$(cat redis-admin) ~* &* +@all
 user projector on >$(cat redis-projector) ~ledger:* &ledger:* +@all -@admin -@dangerous
-user queryapi on >$(cat redis-queryapi) ~ledger:* &ledger:* -@all +@read +@connection +subscribe +unsubscribe +psubscribe +punsubscribe -keys -scan
+user queryapi on >$(cat redis-queryapi) ~ledger:* &ledger:* &ledger:changes &ledger:g*:changes -@all +@read +@connection +subscribe +unsubscribe +psubscribe +punsubscribe -keys -scan
 ACL
 cp redis-admin "$S/redis/admin"
 
