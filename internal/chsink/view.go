@@ -180,7 +180,7 @@ func (v *View) Apply(ctx context.Context, batch []projection.Event) error {
 			continue
 		}
 		switch pos := v.parts[r.Partition]; {
-		case pos.above[r.Offset] == identity(r.AggregateID, r.Version):
+		case pos.holds(r):
 		case r.Offset > pos.through:
 			fresh[i] = true
 		default:
@@ -246,9 +246,6 @@ func (v *View) Apply(ctx context.Context, batch []projection.Event) error {
 			inserted[r.AggregateID] = map[int64]bool{}
 		}
 		inserted[r.AggregateID][r.Version] = true
-		if tl := tails[r.AggregateID]; tl != nil {
-			tl.have[r.Version] = true
-		}
 		inserts = append(inserts, r)
 	}
 	if err := v.insertEvents(ctx, inserts); err != nil {
@@ -314,6 +311,13 @@ func (v *View) forget(aggs []string, rows []eventRow) {
 type position struct {
 	through int64
 	above   map[int64]string
+}
+
+// holds reports whether the partition's stored events above through
+// include r itself at its offset.
+func (p *position) holds(r eventRow) bool {
+	id, ok := p.above[r.Offset]
+	return ok && id == identity(r.AggregateID, r.Version)
 }
 
 // identity names an event by aggregate and version.
