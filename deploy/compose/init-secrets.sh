@@ -52,12 +52,8 @@ ssl.truststore.location=$S/kafka/ca.pem
 PROPS
 
 # Redis.
-cat >"$S/redis/users.acl" <<ACL
-user default off
-user admin on >$(cat redis-admin) ~* &* +@all
-user projector on >$(cat redis-projector) ~ledger:* &ledger:* +@all -@admin -@dangerous
-user queryapi on >$(cat redis-queryapi) ~ledger:* &ledger:* &ledger:changes &ledger:g*:changes -@all +@read +@connection +subscribe +unsubscribe +psubscribe +punsubscribe -keys -scan
-ACL
+sed -e "s#@ADMIN_PASSWORD@#$(cat redis-admin)#" -e "s#@PROJECTOR_PASSWORD@#$(cat redis-projector)#" \
+	-e "s#@QUERYAPI_PASSWORD@#$(cat redis-queryapi)#" "$TEMPLATES/users.acl" >"$S/redis/users.acl"
 cp redis-admin "$S/redis/admin"
 
 # ClickHouse.
