@@ -57,11 +57,7 @@ func roleClient(t *testing.T, user, password string, opts ...kgo.Opt) *kgo.Clien
 	t.Helper()
 	cfg := testenv.KafkaSecurity(config.Kafka{Brokers: testenv.Kafka(t)})
 	cfg.SASLUser, cfg.SASLPassword = user, password
-	base, err := kafkax.ClientOpts(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cl, err := kgo.NewClient(append(append(base, kgo.RequestRetries(1), kgo.RetryTimeout(3*time.Second)), opts...)...)
+	cl, err := kafkax.NewClient(cfg, append([]kgo.Opt{kgo.RequestRetries(1), kgo.RetryTimeout(3 * time.Second)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -225,11 +221,7 @@ func TestRolesAreConfinedToTheirACLs(t *testing.T) {
 	}
 	// ping connects with cfg and returns what the broker answered.
 	ping := func(cfg config.Kafka) error {
-		base, err := kafkax.ClientOpts(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cl, err := kgo.NewClient(append(base, kgo.RequestRetries(0))...)
+		cl, err := kafkax.NewClient(cfg, kgo.RequestRetries(0))
 		if err != nil {
 			t.Fatal(err)
 		}

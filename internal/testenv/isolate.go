@@ -199,13 +199,9 @@ func KafkaConfig(t testing.TB, prefix, clientID string) config.Kafka {
 // security when it is that one), closed when t ends.
 func KafkaClientAt(t testing.TB, brokers string, opts ...kgo.Opt) *kgo.Client {
 	t.Helper()
-	base, err := kafkax.ClientOpts(KafkaSecurity(config.Kafka{Brokers: brokers}))
+	cl, err := kafkax.NewClient(KafkaSecurity(config.Kafka{Brokers: brokers}), opts...)
 	if err != nil {
-		t.Fatalf("kafka client: %v", err)
-	}
-	cl, err := kgo.NewClient(append(base, opts...)...)
-	if err != nil {
-		t.Fatalf("kafka client: %v", err)
+		t.Fatal(err)
 	}
 	t.Cleanup(cl.Close)
 	return cl

@@ -30,11 +30,8 @@ func TestSagaCommandsNeedTheKey(t *testing.T) {
 	upstream := e.prod
 	if cfg := e.kafka; cfg.SASLMechanism != "" {
 		cfg.SASLUser, cfg.SASLPassword = "upstream", os.Getenv("LEDGER_KAFKA_UPSTREAM_PASSWORD")
-		opts, err := kafkax.ClientOpts(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if upstream, err = kgo.NewClient(append(opts, kgo.DefaultProduceTopic(e.names.Commands))...); err != nil {
+		var err error
+		if upstream, err = kafkax.NewClient(cfg, kgo.DefaultProduceTopic(e.names.Commands)); err != nil {
 			t.Fatal(err)
 		}
 		defer upstream.Close()
