@@ -262,13 +262,14 @@ func TestAuthMatrix(t *testing.T) {
 		{"wrong scope", readTok, writeTok},
 		{"right scope", writeTok, readTok},
 	}
-	classes := []struct {
+	type class struct {
 		name   string
 		method string
 		url    func(k kind) (string, string) // url, token
 		want   []int                         // by kind
 		code   []string
-	}{
+	}
+	classes := []class{
 		{"gateway API", "POST", func(k kind) (string, string) { return gw.api + "/v1/commands", k.gw },
 			[]int{401, 401, 401, 403, 200}, []string{"unauthorized", "unauthorized", "unauthorized", "forbidden", ""}},
 		{"query API", "GET", func(k kind) (string, string) { return q.api + "/v1/accounts/a", k.q },
@@ -278,29 +279,11 @@ func TestAuthMatrix(t *testing.T) {
 	}
 	for _, path := range []string{"/healthz", "/readyz", "/metrics"} {
 		classes = append(classes,
-			struct {
-				name   string
-				method string
-				url    func(k kind) (string, string)
-				want   []int
-				code   []string
-			}{"gateway API listener " + path, "GET", func(k kind) (string, string) { return gw.api + path, k.gw },
+			class{"gateway API listener " + path, "GET", func(k kind) (string, string) { return gw.api + path, k.gw },
 				[]int{404, 404, 404, 404, 404}, []string{"not_found", "not_found", "not_found", "not_found", "not_found"}},
-			struct {
-				name   string
-				method string
-				url    func(k kind) (string, string)
-				want   []int
-				code   []string
-			}{"query API listener " + path, "GET", func(k kind) (string, string) { return q.api + path, k.q },
+			class{"query API listener " + path, "GET", func(k kind) (string, string) { return q.api + path, k.q },
 				[]int{404, 404, 404, 404, 404}, []string{"not_found", "not_found", "not_found", "not_found", "not_found"}},
-			struct {
-				name   string
-				method string
-				url    func(k kind) (string, string)
-				want   []int
-				code   []string
-			}{"admin listener " + path, "GET", func(k kind) (string, string) { return gw.admin + path, k.gw },
+			class{"admin listener " + path, "GET", func(k kind) (string, string) { return gw.admin + path, k.gw },
 				[]int{200, 200, 200, 200, 200}, nil},
 		)
 	}
