@@ -133,11 +133,7 @@ func BenchmarkProjection(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	redisBatch := 0
-	if v := os.Getenv("LEDGER_BENCH_REDIS_BATCH"); v != "" {
-		redisBatch, _ = strconv.Atoi(v)
-	}
-	redisDur, redisStart, redisBatches := pbProject(b, ctx, s, projector.Config{Group: redisGroup, Sink: rsink, Results: rsink, Log: quiet, MaxBatch: redisBatch}, produced)
+	redisDur, redisStart, redisBatches := pbProject(b, ctx, s, projector.Config{Group: redisGroup, Sink: rsink, Results: rsink, Log: quiet}, produced)
 	pbCheckRedis(b, ctx, rdb, rsink, expected)
 	redisRate := report("redis projector", redisDur, "redis-events/s", startup(redisDur, redisStart)+redisBatches)
 
