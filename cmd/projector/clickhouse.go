@@ -38,11 +38,11 @@ func serveClickHouse(ctx context.Context, s *ops.Service, c common, base project
 	}
 	s.OnClose(func() { _ = conn.Close() })
 	s.Ready.Add("clickhouse", conn.Ping)
-	opts := chsink.Options{Database: c.ch.Database, Cluster: c.ch.Cluster}
+	opts := chsink.OptionsFor(c.ch)
 	if err := chsink.Migrate(ctx, conn, opts); err != nil {
 		return err
 	}
-	m := chsink.NewMarker(conn, c.ch.Database)
+	m := chsink.NewMarker(conn, opts)
 	if err := m.Ensure(ctx); err != nil {
 		return err
 	}

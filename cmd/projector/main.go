@@ -186,7 +186,7 @@ func run(args []string) error {
 					return err
 				}
 				defer conn.Close()
-				v, err := chsink.NewRebuildView(ctx, conn, chsink.Options{Database: rc.ch.Database, Cluster: rc.ch.Cluster}, log.With("view", "clickhouse"))
+				v, err := chsink.NewRebuildView(ctx, conn, chsink.OptionsFor(rc.ch), log.With("view", "clickhouse"))
 				if err != nil {
 					return err
 				}

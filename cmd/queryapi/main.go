@@ -105,7 +105,7 @@ func run(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
-		cold, err := chsink.NewView(ch, chsink.Options{Database: ccfg.Database, Cluster: ccfg.Cluster})
+		cold, err := chsink.NewView(ch, chsink.OptionsFor(ccfg))
 		if err != nil {
 			return err
 		}

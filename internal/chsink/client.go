@@ -37,6 +37,11 @@ import (
 	"github.com/cqrs-ledger/ledger/internal/config"
 )
 
+// OptionsFor are the view options of cfg: its database and cluster.
+func OptionsFor(cfg config.ClickHouse) Options {
+	return Options{Database: cfg.Database, Cluster: cfg.Cluster, InsertQuorum: cfg.InsertQuorum}
+}
+
 // Open connects to ClickHouse with the configured database as the default.
 func Open(cfg config.ClickHouse) (driver.Conn, error) {
 	opts := &clickhouse.Options{

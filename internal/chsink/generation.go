@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
@@ -30,25 +31,33 @@ const (
 	StateSwitching = "switching"
 )
 
-// Marker is the table that records the live generation; see above.
+// Marker is the table that records the live generation; see above. On a
+// cluster it is replicated to every server (one ZooKeeper path for all
+// shards), so each reads the marker any of them wrote.
 type Marker struct {
 	conn driver.Conn
 	db   string
+	o    Options
 }
 
-// NewMarker is the marker of database db.
-func NewMarker(conn driver.Conn, db string) Marker { return Marker{conn, db} }
+// NewMarker is the marker of the views in o.Database (on o.Cluster).
+func NewMarker(conn driver.Conn, o Options) Marker { return Marker{conn, o.Database, o} }
 
 func (m Marker) table() string { return m.db + "." + MarkerTable }
 
 // Ensure creates the marker table if needed.
 func (m Marker) Ensure(ctx context.Context) error {
-	q := "CREATE TABLE IF NOT EXISTS " + m.table() + ` (
+	engine := "MergeTree"
+	if m.o.Cluster != "" {
+		path := strings.NewReplacer("{shard}", "all", "{db}", m.db, "{table}", MarkerTable).Replace(m.o.withDefaults().ZKPath)
+		engine = "ReplicatedMergeTree('" + path + "', '{replica}')"
+	}
+	q := "CREATE TABLE IF NOT EXISTS " + m.table() + ddl{m.o}.onCluster() + ` (
     seq UInt64,
     generation UInt32,
     state String,
     at DateTime('UTC') DEFAULT now()
-) ENGINE = MergeTree ORDER BY seq`
+) ENGINE = ` + engine + " ORDER BY seq"
 	if err := m.conn.Exec(ctx, q); err != nil {
 		return fmt.Errorf("clickhouse: create %s: %w", m.table(), err)
 	}
@@ -77,7 +86,7 @@ func (m Marker) Read(ctx context.Context) (gen int, state string, age time.Durat
 
 // Write records gen in state.
 func (m Marker) Write(ctx context.Context, gen int, state string) error {
-	b, err := m.conn.PrepareBatch(ctx, "INSERT INTO "+m.table()+" (seq, generation, state)")
+	b, err := m.conn.PrepareBatch(m.o.writeContext(ctx), "INSERT INTO "+m.table()+" (seq, generation, state)")
 	if err == nil {
 		err = b.Append(uint64(time.Now().UnixNano()), uint32(gen), state)
 		if err == nil {
@@ -287,7 +296,7 @@ func NewRebuildView(ctx context.Context, conn driver.Conn, opts Options, log *sl
 		return nil, err
 	}
 	opts.Generation = 0
-	m := Marker{conn, opts.Database}
+	m := NewMarker(conn, opts)
 	if err := m.Ensure(ctx); err != nil {
 		return nil, err
 	}
@@ -324,7 +333,11 @@ func (v *RebuildView) Prepare(ctx context.Context, gen int) (projection.Sink, st
 	// Leftovers of an interrupted rebuild of the same generation go first.
 	t := tablesOf(gen)
 	d := ddl{next.withDefaults()}
-	for _, name := range []string{t.volumeMV, t.events, t.balances, t.volume} {
+	names := []string{t.volumeMV, t.events, t.balances, t.volume}
+	if next.Cluster != "" {
+		names = append(names, d.local(t.events), d.local(t.balances), d.local(t.volume))
+	}
+	for _, name := range names {
 		if err := v.conn.Exec(ctx, "DROP TABLE IF EXISTS "+d.q(name)+d.onCluster()); err != nil {
 			return nil, "", fmt.Errorf("clickhouse: drop leftover %s: %w", name, err)
 		}

@@ -20,7 +20,7 @@ func TestWatchSettlesAbandonedSwitch(t *testing.T) {
 	defer cancel()
 	conn, db := testenv.ClickHouseDB(t)
 	opts := Options{Database: db}
-	m := NewMarker(conn, db)
+	m := NewMarker(conn, Options{Database: db})
 	if err := m.Ensure(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 )
 
@@ -37,8 +38,20 @@ type Options struct {
 	// BatchRows caps the rows of one INSERT; default 50000.
 	BatchRows int
 	// Cluster, when set, makes every DDL statement ON CLUSTER and every
-	// engine Replicated.
+	// engine Replicated, on tables named <name>_local on every server,
+	// behind Distributed tables with the contract names (ledger_events,
+	// account_balances, volume_hourly) that every read and write goes
+	// through. Rows are sharded by aggregate (cityHash64 of the account id),
+	// so an account's events and balance live on one shard and FINAL and
+	// argMax stay exact across shards. Needs Database.
 	Cluster string
+	// InsertQuorum, with Cluster: the replicas of a shard that must have
+	// an INSERT before it succeeds (insert_quorum); 0 means 2. 1 turns the
+	// quorum off: a replica lost right after an INSERT can then take the
+	// shard's newest rows with it until it returns, and a projector that
+	// failed over to the other replica inserts them again (the hourly
+	// volume counts them twice).
+	InsertQuorum int
 	// ZKPath is the Replicated engines' path template; default DefaultZKPath.
 	ZKPath string
 	// CacheSize bounds the in-process cache of account states; it is
@@ -56,6 +69,12 @@ func (o Options) Validate() error {
 	}
 	if o.Cluster != "" && !identRE.MatchString(o.Cluster) {
 		errs = append(errs, fmt.Errorf("clickhouse cluster %q: want an identifier", o.Cluster))
+	}
+	if o.Cluster != "" && o.Database == "" {
+		errs = append(errs, fmt.Errorf("clickhouse cluster %s: needs a database (the Distributed tables name it)", o.Cluster))
+	}
+	if o.InsertQuorum < 0 {
+		errs = append(errs, fmt.Errorf("insert quorum %d: must be ≥ 0", o.InsertQuorum))
 	}
 	if o.Generation < 0 {
 		errs = append(errs, fmt.Errorf("generation %d: must be ≥ 0", o.Generation))
@@ -79,7 +98,36 @@ func (o Options) withDefaults() Options {
 	if o.CacheSize == 0 {
 		o.CacheSize = 100000
 	}
+	if o.InsertQuorum == 0 {
+		o.InsertQuorum = 2
+	}
 	return o
+}
+
+// writeSettings are the settings of every INSERT: on a cluster, through the
+// Distributed tables synchronously (the INSERT returns once every shard
+// has its rows, so a projector commits offsets only for stored events) and
+// with the insert quorum.
+func (o Options) writeSettings() clickhouse.Settings {
+	if o.Cluster == "" {
+		return nil
+	}
+	set := clickhouse.Settings{"insert_distributed_sync": 1}
+	if q := o.withDefaults().InsertQuorum; q > 1 {
+		// A replica down makes the INSERT fail after this long (the
+		// default is 10 minutes), and the projector retries.
+		set["insert_quorum"] = q
+		set["insert_quorum_timeout"] = 15000
+	}
+	return set
+}
+
+// writeContext is ctx with the write settings.
+func (o Options) writeContext(ctx context.Context) context.Context {
+	if set := o.writeSettings(); set != nil {
+		return clickhouse.Context(ctx, clickhouse.WithSettings(set))
+	}
+	return ctx
 }
 
 // tables are the (unqualified) names of one generation.
@@ -111,6 +159,30 @@ func (d ddl) q(name string) string {
 		return name
 	}
 	return d.o.Database + "." + name
+}
+
+// local is the name of the table on each server that holds the rows of
+// name: on a cluster the Replicated table behind the Distributed one.
+func (d ddl) local(name string) string {
+	if d.o.Cluster == "" {
+		return name
+	}
+	return name + "_local"
+}
+
+// create is the DDL of table name with columns cols (the body between the
+// parentheses) and ENGINE = kind(args) plus tail (PARTITION BY, ORDER BY).
+// On a cluster: the Replicated table name_local on every server, then the
+// Distributed table name over it, sharded by shardKey.
+func (d ddl) create(name, cols, kind, args, tail, shardKey string) []string {
+	local := d.local(name)
+	stmts := []string{"CREATE TABLE IF NOT EXISTS " + d.q(local) + d.onCluster() + " (\n" + cols + "\n) ENGINE = " +
+		d.engine(kind, args, local) + "\n" + tail}
+	if d.o.Cluster != "" {
+		stmts = append(stmts, "CREATE TABLE IF NOT EXISTS "+d.q(name)+d.onCluster()+" AS "+d.q(local)+
+			"\nENGINE = Distributed("+d.o.Cluster+", "+d.o.Database+", "+local+", "+shardKey+")")
+	}
+	return stmts
 }
 
 func (d ddl) onCluster() string {
@@ -165,10 +237,7 @@ func Schema(o Options) []string {
 	o = o.withDefaults()
 	d := ddl{o}
 	t := tablesOf(o.Generation)
-	on := d.onCluster()
-	return []string{
-		"CREATE TABLE IF NOT EXISTS " + d.q(t.events) + on + ` (
-    event_id String,
+	stmts := d.create(t.events, `    event_id String,
     aggregate_id String,
     version UInt64,
     type String,
@@ -188,12 +257,9 @@ func Schema(o Options) []string {
     reason String,
     kafka_partition Int32,
     kafka_offset Int64,
-    inserted_at DateTime('UTC') DEFAULT now()
-) ENGINE = ` + d.engine("ReplacingMergeTree", "version", t.events) + `
-PARTITION BY toYYYYMM(occurred_at)
-ORDER BY (aggregate_id, version)`,
-		"CREATE TABLE IF NOT EXISTS " + d.q(t.balances) + on + ` (
-    account_id String,
+    inserted_at DateTime('UTC') DEFAULT now()`, "ReplacingMergeTree", "version", `PARTITION BY toYYYYMM(occurred_at)
+ORDER BY (aggregate_id, version)`, "cityHash64(aggregate_id)")
+	stmts = append(stmts, d.create(t.balances, `    account_id String,
     owner String,
     currency String,
     balance Int64,
@@ -201,12 +267,9 @@ ORDER BY (aggregate_id, version)`,
     status String,
     version UInt64,
     updated_at DateTime('UTC'),
-    updated_at_ms Int64
-) ENGINE = ` + d.engine("ReplacingMergeTree", "version", t.balances) + `
-ORDER BY account_id`,
-		d.volumeTable(t.volume),
-		d.volumeView(t),
-	}
+    updated_at_ms Int64`, "ReplacingMergeTree", "version", "ORDER BY account_id", "cityHash64(account_id)")...)
+	stmts = append(stmts, d.volumeTable(t.volume)...)
+	return append(stmts, d.volumeView(t))
 }
 
 // volumeSums are the columns the hourly SummingMergeTree sums.
@@ -234,10 +297,11 @@ WHERE amount != 0
 GROUP BY currency, hour, type`
 }
 
-// volumeTable is the DDL of the hourly volume table called name.
-func (d ddl) volumeTable(name string) string {
-	return "CREATE TABLE IF NOT EXISTS " + d.q(name) + d.onCluster() + ` (
-    currency String,
+// volumeTable is the DDL of the hourly volume table called name. On a
+// cluster each server's materialized view fills its local table; the
+// Distributed table is for reads (its rand() shard key is never used).
+func (d ddl) volumeTable(name string) []string {
+	return d.create(name, `    currency String,
     hour DateTime('UTC'),
     type String,
     events UInt64,
@@ -246,15 +310,13 @@ func (d ddl) volumeTable(name string) string {
     inflow_e9 UInt64,
     inflow_rest UInt64,
     outflow_e9 UInt64,
-    outflow_rest UInt64
-) ENGINE = ` + d.engine("SummingMergeTree", "("+strings.Join(volumeSums, ", ")+")", name) + `
-PARTITION BY toYYYYMM(hour)
-ORDER BY (currency, hour, type)`
+    outflow_rest UInt64`, "SummingMergeTree", "("+strings.Join(volumeSums, ", ")+")", `PARTITION BY toYYYYMM(hour)
+ORDER BY (currency, hour, type)`, "rand()")
 }
 
 func (d ddl) volumeView(t tables) string {
-	return "CREATE MATERIALIZED VIEW IF NOT EXISTS " + d.q(t.volumeMV) + d.onCluster() + " TO " + d.q(t.volume) + " AS\n" +
-		volumeSelect(d.q(t.events))
+	return "CREATE MATERIALIZED VIEW IF NOT EXISTS " + d.q(t.volumeMV) + d.onCluster() + " TO " + d.q(d.local(t.volume)) + " AS\n" +
+		volumeSelect(d.q(d.local(t.events)))
 }
 
 // Migrate creates the tables of the generation in o if they do not exist.
@@ -309,14 +371,16 @@ func migrateVolume(ctx context.Context, conn driver.Conn, o Options) error {
 	stmts := []string{
 		"DROP TABLE IF EXISTS " + d.q(t.volumeMV),
 		"DROP TABLE IF EXISTS " + d.q(next),
-		d.volumeTable(next),
-		"INSERT INTO " + d.q(next) + " (currency, hour, type, " + strings.Join(volumeSums, ", ") + ")\n" +
-			volumeSelect(d.q(t.events)+" FINAL"),
-		"DROP TABLE IF EXISTS " + d.q(old),
-		"RENAME TABLE " + d.q(t.volume) + " TO " + d.q(old) + ", " + d.q(next) + " TO " + d.q(t.volume),
-		d.volumeView(t),
-		"DROP TABLE " + d.q(old),
 	}
+	stmts = append(stmts, d.volumeTable(next)...)
+	stmts = append(stmts,
+		"INSERT INTO "+d.q(next)+" (currency, hour, type, "+strings.Join(volumeSums, ", ")+")\n"+
+			volumeSelect(d.q(t.events)+" FINAL"),
+		"DROP TABLE IF EXISTS "+d.q(old),
+		"RENAME TABLE "+d.q(t.volume)+" TO "+d.q(old)+", "+d.q(next)+" TO "+d.q(t.volume),
+		d.volumeView(t),
+		"DROP TABLE "+d.q(old),
+	)
 	for _, q := range stmts {
 		if err := conn.Exec(ctx, q); err != nil {
 			return fmt.Errorf("clickhouse migrate %s: %s: %w", t.volume, firstLine(q), err)
@@ -375,7 +439,9 @@ func SwapStatements(o Options, gen int, liveExists bool) []string {
 	d := ddl{o}
 	on := d.onCluster()
 	live, next := tablesOf(0), tablesOf(gen)
-	pairs := [][2]string{{live.events, next.events}, {live.balances, next.balances}, {live.volume, next.volume}}
+	// On a cluster the Replicated tables are renamed; the live Distributed
+	// tables name them and read the new ones from the next query on.
+	pairs := [][2]string{{d.local(live.events), d.local(next.events)}, {d.local(live.balances), d.local(next.balances)}, {d.local(live.volume), d.local(next.volume)}}
 	stmts := []string{
 		"DROP TABLE IF EXISTS " + d.q(live.volumeMV) + on,
 		"DROP TABLE IF EXISTS " + d.q(next.volumeMV) + on,
@@ -391,7 +457,17 @@ func SwapStatements(o Options, gen int, liveExists bool) []string {
 		renames = append(renames, d.q(p[1])+" TO "+d.q(p[0]))
 	}
 	stmts = append(stmts, "RENAME TABLE "+strings.Join(renames, ", ")+on)
-	stmts = append(stmts, d.volumeView(live))
+	if o.Cluster == "" {
+		stmts = append(stmts, d.volumeView(live))
+	} else {
+		// The live Distributed tables (made here if there were no live
+		// tables) and the view; generation gen's Distributed tables now
+		// name nothing.
+		stmts = append(stmts, Schema(o)...)
+		for _, n := range []string{next.events, next.balances, next.volume} {
+			stmts = append(stmts, "DROP TABLE IF EXISTS "+d.q(n)+on)
+		}
+	}
 	for _, p := range pairs {
 		stmts = append(stmts, "DROP TABLE IF EXISTS "+d.q(p[0]+"_old")+on)
 	}
@@ -454,7 +530,11 @@ func Swapped(ctx context.Context, conn driver.Conn, o Options, gen int) (bool, e
 // swapState reads which of the tables that Swap(gen) renames exist: the
 // names of gen's tables that do not, and how many of the 3 live tables do.
 func swapState(ctx context.Context, conn driver.Conn, o Options, gen int) (missing []string, nLive int, err error) {
-	live, next := tablesOf(0), tablesOf(gen)
+	d := ddl{o}
+	l, n := tablesOf(0), tablesOf(gen)
+	// The tables Swap renames: on a cluster, the Replicated ones.
+	live := tables{events: d.local(l.events), balances: d.local(l.balances), volume: d.local(l.volume)}
+	next := tables{events: d.local(n.events), balances: d.local(n.balances), volume: d.local(n.volume)}
 	have, err := existing(ctx, conn, o.Database, live.events, live.balances, live.volume, next.events, next.balances, next.volume)
 	if err != nil {
 		return nil, 0, err

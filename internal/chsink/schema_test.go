@@ -73,9 +73,14 @@ func TestDDLClusterParts(t *testing.T) {
 	}
 	for _, want := range []string{
 		"ON CLUSTER c1",
-		"ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/ledger/ledger_events', '{replica}', version)",
-		"ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/ledger/account_balances', '{replica}', version)",
-		"ReplicatedSummingMergeTree('/clickhouse/tables/{shard}/ledger/volume_hourly', '{replica}', (events, volume, net, inflow_e9, inflow_rest, outflow_e9, outflow_rest))",
+		"ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/ledger/ledger_events_local', '{replica}', version)",
+		"ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/ledger/account_balances_local', '{replica}', version)",
+		"ReplicatedSummingMergeTree('/clickhouse/tables/{shard}/ledger/volume_hourly_local', '{replica}', (events, volume, net, inflow_e9, inflow_rest, outflow_e9, outflow_rest))",
+		// Reads and writes go through the contract names, sharded by account.
+		"CREATE TABLE IF NOT EXISTS ledger.ledger_events ON CLUSTER c1 AS ledger.ledger_events_local\nENGINE = Distributed(c1, ledger, ledger_events_local, cityHash64(aggregate_id))",
+		"CREATE TABLE IF NOT EXISTS ledger.account_balances ON CLUSTER c1 AS ledger.account_balances_local\nENGINE = Distributed(c1, ledger, account_balances_local, cityHash64(account_id))",
+		"TO ledger.volume_hourly_local AS",
+		"FROM ledger.ledger_events_local\n",
 	} {
 		if !strings.Contains(cluster, want) {
 			t.Errorf("cluster DDL lacks %q", want)

@@ -510,7 +510,7 @@ func (v *View) insertEvents(ctx context.Context, rows []eventRow) error {
 		n := min(len(rows), v.opts.BatchRows)
 		chunk := rows[:n]
 		rows = rows[n:]
-		b, err := v.conn.PrepareBatch(ctx, q)
+		b, err := v.conn.PrepareBatch(v.opts.writeContext(ctx), q)
 		if err != nil {
 			return fmt.Errorf("clickhouse: insert events: %w", err)
 		}
@@ -547,7 +547,7 @@ func (v *View) insertBalances(ctx context.Context, states map[string]projection.
 		n := min(len(all), v.opts.BatchRows)
 		chunk := all[:n]
 		all = all[n:]
-		b, err := v.conn.PrepareBatch(ctx, q)
+		b, err := v.conn.PrepareBatch(v.opts.writeContext(ctx), q)
 		if err != nil {
 			return fmt.Errorf("clickhouse: insert balances: %w", err)
 		}

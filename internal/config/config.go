@@ -157,6 +157,9 @@ type ClickHouse struct {
 	Password string
 	TLS      bool
 	Cluster  string // when set, DDL runs ON CLUSTER with Replicated engines
+	// InsertQuorum: with Cluster, the replicas of a shard that must have
+	// each INSERT before it succeeds.
+	InsertQuorum int
 }
 
 // RegisterFlags declares the ClickHouse flags on fs with their defaults.
@@ -166,7 +169,8 @@ func (c *ClickHouse) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Username, "clickhouse-username", "default", "ClickHouse user (CLICKHOUSE_USERNAME)")
 	SecretFlags(fs, &c.Password, "clickhouse-password", "ClickHouse password", "CLICKHOUSE_PASSWORD")
 	fs.BoolVar(&c.TLS, "clickhouse-tls", false, "connect to ClickHouse over TLS (CLICKHOUSE_TLS)")
-	fs.StringVar(&c.Cluster, "clickhouse-cluster", "", "cluster name for ON CLUSTER DDL and Replicated engines; empty for one server (CLICKHOUSE_CLUSTER)")
+	fs.StringVar(&c.Cluster, "clickhouse-cluster", "", "cluster name for ON CLUSTER DDL, Replicated engines and Distributed tables; empty for one server (CLICKHOUSE_CLUSTER)")
+	fs.IntVar(&c.InsertQuorum, "clickhouse-insert-quorum", 2, "with clickhouse-cluster: replicas of a shard that must have each INSERT before it succeeds; 1 for none (CLICKHOUSE_INSERT_QUORUM)")
 }
 
 // AddrList returns the addresses as a slice.
@@ -182,6 +186,9 @@ func (c ClickHouse) Validate() error {
 	}
 	if c.Cluster != "" && !identRE.MatchString(c.Cluster) {
 		errs = append(errs, fmt.Errorf("clickhouse-cluster %q: want an identifier", c.Cluster))
+	}
+	if c.InsertQuorum < 1 {
+		errs = append(errs, fmt.Errorf("clickhouse-insert-quorum %d: want ≥ 1 (1: no quorum)", c.InsertQuorum))
 	}
 	return errors.Join(errs...)
 }

@@ -1,0 +1,191 @@
+package chsink
+
+import (
+	"fmt"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	"github.com/cqrs-ledger/ledger/internal/projection"
+	"github.com/cqrs-ledger/ledger/internal/projection/projectiontest"
+	"github.com/cqrs-ledger/ledger/internal/testenv"
+)
+
+// The cluster tests run on two shards of two replicas (scripts/stack up
+// clickhouse-cluster): Replicated tables on every server behind Distributed
+// tables with the contract names.
+
+// setupCluster migrates generation gen in a fresh database of the cluster and
+// returns a view on it.
+func setupCluster(t *testing.T, gen int) (driver.Conn, Options, *View) {
+	t.Helper()
+	conn, db, cluster := testenv.ClickHouseClusterDB(t)
+	opts := Options{Database: db, Cluster: cluster, Generation: gen, BatchRows: 40}
+	if err := Migrate(ctxFor(t), conn, opts); err != nil {
+		t.Fatal(err)
+	}
+	v, err := NewView(conn, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return conn, opts, v
+}
+
+func TestClusterContract(t *testing.T) {
+	projectiontest.Run(t, func(t *testing.T) projection.View {
+		_, _, v := setupCluster(t, 0)
+		return v
+	})
+}
+
+// perAggregateOn counts the rows of each aggregate in one server's local
+// events table.
+func perAggregateOn(t *testing.T, conn driver.Conn, table string) map[string]uint64 {
+	t.Helper()
+	rows, err := conn.Query(ctxFor(t), "SELECT aggregate_id, count() FROM "+table+" GROUP BY aggregate_id")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	out := map[string]uint64{}
+	for rows.Next() {
+		var id string
+		var n uint64
+		if err := rows.Scan(&id, &n); err != nil {
+			t.Fatal(err)
+		}
+		out[id] = n
+	}
+	return out
+}
+
+// TestClusterShardsByAccount: every account's events live on one shard, on
+// both of its replicas (the insert quorum), nothing is inserted twice across
+// redeliveries, and the readers through the Distributed tables (FINAL,
+// argMax, the summing hourly volume) equal the fold.
+func TestClusterShardsByAccount(t *testing.T) {
+	conn, opts, v := setupCluster(t, 0)
+	h := generate(t, 3, "cl-", 24, 600)
+	applyAll(t, v, h.batches(37))
+	// Redelivered through a cold view, as after a projector restart.
+	v2, err := NewView(conn, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	applyAll(t, v2, h.batches(64))
+	checkAccounts(t, v2, h)
+	checkHourlyExact(t, conn, opts, v2)
+
+	addrs, _ := testenv.ClickHouseCluster(t)
+	if len(addrs) != 4 {
+		t.Fatalf("want the local stack's 2 shards x 2 replicas, got %d servers", len(addrs))
+	}
+	local := opts.Database + "." + EventsTable + "_local"
+	var shards [2]map[string]uint64
+	for s := range 2 {
+		a := perAggregateOn(t, testenv.ClickHouseNode(t, addrs[2*s], opts.Database), local)
+		b := perAggregateOn(t, testenv.ClickHouseNode(t, addrs[2*s+1], opts.Database), local)
+		if fmt.Sprint(a) != fmt.Sprint(b) {
+			t.Errorf("shard %d: the replicas differ:\n%s: %v\n%s: %v", s+1, addrs[2*s], a, addrs[2*s+1], b)
+		}
+		shards[s] = a
+	}
+	for _, id := range h.accountIDs() {
+		want := uint64(h.fold.Accounts[id].Version)
+		n0, n1 := shards[0][id], shards[1][id]
+		switch {
+		case n0 > 0 && n1 > 0:
+			t.Errorf("%s has rows on both shards (%d, %d)", id, n0, n1)
+		case n0+n1 != want:
+			t.Errorf("%s: %d raw rows, fold says %d events", id, n0+n1, want)
+		}
+	}
+	if len(shards[0]) == 0 || len(shards[1]) == 0 {
+		t.Errorf("every account on one shard (%d, %d accounts): the sharding key does not spread", len(shards[0]), len(shards[1]))
+	}
+	// Balances live with their events.
+	balances := opts.Database + "." + BalancesTable + "_local"
+	for s := range 2 {
+		node := testenv.ClickHouseNode(t, addrs[2*s], opts.Database)
+		rows, err := node.Query(ctxFor(t), "SELECT DISTINCT account_id FROM "+balances)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for rows.Next() {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				t.Fatal(err)
+			}
+			if shards[s][id] == 0 {
+				t.Errorf("the balance of %s is on shard %d, its events are not", id, s+1)
+			}
+		}
+		rows.Close()
+	}
+}
+
+// TestClusterRebuildSwap: a rebuild's generation, swapped in by RebuildView
+// on the cluster, is what the live Distributed tables read, and every
+// server reads the same marker.
+func TestClusterRebuildSwap(t *testing.T) {
+	conn, opts, live := setupCluster(t, 0)
+	ctx := ctxFor(t)
+	h := generate(t, 5, "cs-", 8, 200)
+	half := len(h.events) / 2
+	applyAll(t, live, [][]projection.Event{h.events[:half]})
+
+	rv, err := NewRebuildView(ctx, conn, opts, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink, _, err := rv.Prepare(ctx, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range h.batches(50) {
+		if err := sink.Apply(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := rv.Pause(ctx, 2); err != nil {
+		t.Fatal(err)
+	}
+	if err := rv.Switch(ctx, 2); err != nil {
+		t.Fatal(err)
+	}
+	have, err := existing(ctx, conn, opts.Database, "ledger_events", "ledger_events_local", "ledger_events_g2", "ledger_events_g2_local", "ledger_events_local_old", "volume_hourly_mv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for n, want := range map[string]bool{"ledger_events": true, "ledger_events_local": true, "volume_hourly_mv": true,
+		"ledger_events_g2": false, "ledger_events_g2_local": false, "ledger_events_local_old": false} {
+		if have[n] != want {
+			t.Errorf("after the swap: %s exists = %v, want %v", n, have[n], want)
+		}
+	}
+	v, err := NewView(conn, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkAccounts(t, v, h)
+	checkHourlyExact(t, conn, opts, v)
+
+	addrs, _ := testenv.ClickHouseCluster(t)
+	for _, a := range addrs {
+		m := NewMarker(testenv.ClickHouseNode(t, a, opts.Database), opts)
+		var gen int
+		var state string
+		// Replication is asynchronous: each server has the marker within seconds.
+		for i := 0; i < 50; i++ {
+			if gen, state, _, err = m.Read(ctx); err == nil && gen == 2 {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if err != nil || gen != 2 || state != StateCurrent {
+			t.Errorf("server %s reads generation %d %q (%v), want 2 current", a, gen, state, err)
+		}
+	}
+}
