@@ -25,7 +25,7 @@ func serveRedis(s *ops.Service, c common, base projector.Config) error {
 			return projector.Generation{Gen: gen}, err
 		},
 		Build: func(_ context.Context, gen int) (projector.Config, error) {
-			sink, err := redissink.New(rdb, redissink.Options{Prefix: redissink.GenerationPrefix(prefix, gen)})
+			sink, err := redissink.New(rdb, redissink.Options{Prefix: redissink.GenerationPrefix(prefix, gen), WaitReplicas: c.redis.WaitReplicas})
 			if err != nil {
 				return projector.Config{}, err
 			}

@@ -115,6 +115,9 @@ type Redis struct {
 	TLS       bool
 	TLSCAFile string
 	KeyPrefix string // namespaces every key, e.g. "ledger:"
+	// WaitReplicas: the projector's write batches wait (WAIT) until this
+	// many replicas of each master have them.
+	WaitReplicas int
 }
 
 // AddrList returns the Redis addresses as a slice.
@@ -130,6 +133,7 @@ func (r *Redis) RegisterFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&r.TLS, "redis-tls", false, "connect to Redis over TLS (REDIS_TLS)")
 	fs.StringVar(&r.TLSCAFile, "redis-tls-ca", "", "PEM file of CAs to trust for Redis TLS (REDIS_TLS_CA)")
 	fs.StringVar(&r.KeyPrefix, "redis-key-prefix", "ledger:", "prefix of every Redis key (REDIS_KEY_PREFIX)")
+	fs.IntVar(&r.WaitReplicas, "redis-wait-replicas", 0, "replicas of each master that must have a write batch before the projector commits its offsets (WAIT); with replicas, 1 keeps a failover from losing acknowledged writes (REDIS_WAIT_REPLICAS)")
 }
 
 // Validate reports every problem with r.
@@ -141,6 +145,9 @@ func (r Redis) Validate() error {
 	errs := validateAddrs("redis-addr", addrs)
 	if r.DB < 0 || r.DB > 15 {
 		errs = append(errs, fmt.Errorf("redis-db %d: want 0..15", r.DB))
+	}
+	if r.WaitReplicas < 0 {
+		errs = append(errs, fmt.Errorf("redis-wait-replicas %d: want ≥ 0", r.WaitReplicas))
 	}
 	if r.Cluster && r.DB != 0 {
 		errs = append(errs, fmt.Errorf("redis-db %d: Redis Cluster has database 0 only", r.DB))

@@ -3,6 +3,7 @@ package redissink
 import (
 	"context"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -105,5 +106,36 @@ func TestClusterCleanupReachesEveryMaster(t *testing.T) {
 	}
 	if got := count(2); got != kept {
 		t.Errorf("generation 2 holds %d keys after the cleanup, had %d", got, kept)
+	}
+}
+
+// TestClusterContractWaitingForReplicas: with WaitReplicas the writes go to
+// each master in a pipeline of its own ending with WAIT, and the view still
+// passes the contract.
+func TestClusterContractWaitingForReplicas(t *testing.T) {
+	projectiontest.Run(t, func(t *testing.T) projection.View {
+		rdb, prefix := clusterClient(t)
+		s, err := New(rdb, Options{Prefix: prefix, WaitReplicas: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	})
+}
+
+// TestWaitWithoutReplicasFails: a server without the replicas asked for
+// fails the batch (the projector retries it) instead of reporting it done.
+func TestWaitWithoutReplicasFails(t *testing.T) {
+	rdb, prefix := testenv.RedisClient(t) // the local stack's single server: no replicas
+	s, err := New(rdb, Options{Prefix: prefix, WaitReplicas: 1, WaitTimeout: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := projectiontest.Generate(1, "", 2, 4)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err = s.Apply(ctx, h.Events)
+	if err == nil || !strings.Contains(err.Error(), "on 0 replicas") {
+		t.Fatalf("Apply with no replica to wait for: %v, want an error naming the replicas", err)
 	}
 }

@@ -40,6 +40,15 @@ type Options struct {
 	PipelineSize int
 	// Now is the clock for outcome expiry. Default time.Now.
 	Now func() time.Time
+	// WaitReplicas, when > 0, makes every write pipeline end with WAIT:
+	// Apply returns only once that many replicas of each master it wrote
+	// to have the writes, so a failover (a replica promoted) cannot lose
+	// what the projector then commits as done. Replication is otherwise
+	// asynchronous. With fewer replicas up, Apply fails after WaitTimeout
+	// and the projector retries (the writes are idempotent).
+	WaitReplicas int
+	// WaitTimeout bounds each WAIT. Default 2s.
+	WaitTimeout time.Duration
 }
 
 // Sink writes the Redis views and reads them back. It implements
@@ -147,6 +156,9 @@ func New(rdb redis.UniversalClient, opts Options) (*Sink, error) {
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
+	}
+	if opts.WaitTimeout <= 0 {
+		opts.WaitTimeout = 2 * time.Second
 	}
 	return &Sink{rdb: rdb, opts: opts}, nil
 }
@@ -324,10 +336,21 @@ func (s *Sink) load(ctx context.Context) error {
 }
 
 func (s *Sink) pipeline(ctx context.Context, chunk []call) error {
-	pipe := s.rdb.Pipeline()
+	if s.opts.WaitReplicas > 0 {
+		return s.pipelineWait(ctx, chunk)
+	}
+	return s.send(ctx, s.rdb.Pipeline(), chunk, nil)
+}
+
+// send runs chunk in pipe, followed by wait when not nil.
+func (s *Sink) send(ctx context.Context, pipe redis.Pipeliner, chunk []call, wait func(redis.Pipeliner) *redis.Cmd) error {
 	cmds := make([]*redis.Cmd, len(chunk))
 	for i, c := range chunk {
 		cmds[i] = c.script.EvalSha(ctx, pipe, c.keys, c.args...)
+	}
+	var acked *redis.Cmd
+	if wait != nil {
+		acked = wait(pipe)
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		for _, c := range cmds {
@@ -336,6 +359,12 @@ func (s *Sink) pipeline(ctx context.Context, chunk []call) error {
 			}
 		}
 		return fmt.Errorf("redis: apply %d writes: %w", len(chunk), err)
+	}
+	if acked != nil {
+		if n, err := acked.Int64(); err != nil || n < int64(s.opts.WaitReplicas) {
+			return fmt.Errorf("redis: %d writes are on %d replicas after %s, want %d (a replica down or behind; retried): %v",
+				len(chunk), n, s.opts.WaitTimeout, s.opts.WaitReplicas, err)
+		}
 	}
 	for i, c := range cmds {
 		if chunk[i].kind != 0 {
@@ -346,6 +375,51 @@ func (s *Sink) pipeline(ctx context.Context, chunk []call) error {
 			s.duplicates.Add(n[1])
 			s.gaps.Add(n[2])
 		}
+	}
+	return nil
+}
+
+// pipelineWait sends chunk to each master in a pipeline of its own that
+// ends with WAIT: WAIT counts the replicas that have the writes made on
+// its own connection, so it must follow them on the same one. On Redis
+// Cluster the calls are grouped by the master of their keys (every key of
+// a call shares a hash tag) and the masters are written in parallel.
+func (s *Sink) pipelineWait(ctx context.Context, chunk []call) error {
+	wait := func(p redis.Pipeliner) *redis.Cmd {
+		return p.Do(ctx, "WAIT", s.opts.WaitReplicas, s.opts.WaitTimeout.Milliseconds())
+	}
+	cc, ok := s.rdb.(*redis.ClusterClient)
+	if !ok {
+		return s.send(ctx, s.rdb.Pipeline(), chunk, wait)
+	}
+	groups := map[*redis.Client][]call{}
+	for _, c := range chunk {
+		node, err := cc.MasterForKey(ctx, c.keys[0])
+		if err != nil {
+			return fmt.Errorf("redis: the master of %s: %w", c.keys[0], err)
+		}
+		groups[node] = append(groups[node], c)
+	}
+	errs := make(chan error, len(groups))
+	for node, calls := range groups {
+		go func() { errs <- s.send(ctx, node.Pipeline(), calls, wait) }()
+	}
+	var all []error
+	for range groups {
+		if err := <-errs; err != nil {
+			all = append(all, err)
+		}
+	}
+	if err := errors.Join(all...); err != nil {
+		// The node clients do not follow MOVED: after a failover, learn
+		// the new masters before the retry.
+		cc.ReloadState(ctx)
+		for _, e := range all {
+			if redis.HasErrorPrefix(e, "NOSCRIPT") {
+				return e
+			}
+		}
+		return err
 	}
 	return nil
 }
