@@ -1,7 +1,7 @@
 # The two commands for a fresh machine:
 #   make run    install and start the local stack, apply the topology, start the binaries
 #   make test   install and start the local stack, then vet, format-check and run every test
-.PHONY: run test test-unit build generate stack-up stack-down stack-status stack-reset stop fuzz
+.PHONY: run test test-cluster test-unit build generate stack-up stack-down stack-status stack-reset stop fuzz
 
 GO ?= go
 
@@ -10,6 +10,11 @@ run:
 
 test:
 	scripts/test
+
+# The cluster suite alone (make test runs it too): three brokers, Redis
+# Cluster, ClickHouse 2 shards x 2 replicas; failover under load.
+test-cluster:
+	scripts/test-cluster
 
 # Every test that needs no service (no Kafka, Redis, ClickHouse, registry or
 # client toolchain): kfake, the domain, the codec, the handlers. Tests that

@@ -13,3 +13,8 @@ apt_install() {
 	apt-get install -y -qq --no-install-recommends "$@" >>"$logf" 2>&1 ||
 		{ tail -20 "$logf" >&2; die "apt-get install failed (log: $logf)"; }
 }
+
+# CLUSTER_TESTS names the tests that need the local clusters (scripts/stack
+# up --cluster): scripts/test-cluster runs them, scripts/test's main suite
+# skips them.
+CLUSTER_TESTS='^(TestClickHouseCluster|TestKafkaCluster|TestFailover)'

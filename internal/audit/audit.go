@@ -69,6 +69,12 @@ type Ledger struct {
 	Problems  []string
 }
 
+// HasEvent reports whether an event with this id was seen.
+func (l *Ledger) HasEvent(id string) bool {
+	_, ok := l.eventIDs[id]
+	return ok
+}
+
 func (l *Ledger) init() {
 	if l.Accounts == nil {
 		l.Accounts = map[string]*Account{}

@@ -20,6 +20,9 @@ type Options struct {
 	Wait        time.Duration // gateway ?wait= per command (0: fire and forget, no latency figures)
 	Visible     time.Duration // query API wait for min_version; 0 skips the visibility check
 	Progress    io.Writer     // a line per second; nil for none
+	// Observe, when set, sees every command's outcome (or error) as it
+	// comes back, with when it was sent; calls are serialized.
+	Observe func(cmd workload.Command, out Outcome, sent time.Time, err error)
 }
 
 // Report is what a run measured.
@@ -68,6 +71,9 @@ func Run(ctx context.Context, c *Client, o Options) (*Report, error) {
 		}
 		mu.Lock()
 		defer mu.Unlock()
+		if o.Observe != nil {
+			o.Observe(cmd, out, start, err)
+		}
 		rep.Sent++
 		switch {
 		case err != nil || out.Status >= 500 || out.Status == 0:

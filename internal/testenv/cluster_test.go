@@ -3,7 +3,6 @@ package testenv
 import (
 	"context"
 	"errors"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -25,19 +24,10 @@ import (
 // brokers and min.insync.replicas=2, and a transactional write (acks=all)
 // is read back read_committed.
 func TestKafkaClusterTopology(t *testing.T) {
-	SkipIfUnitOnly(t, "a three-broker Kafka cluster")
-	brokers := os.Getenv("LEDGER_TEST_KAFKA_CLUSTER")
-	if brokers == "" {
-		msg := "LEDGER_TEST_KAFKA_CLUSTER (a three-broker Kafka cluster) is not set: " +
-			"`scripts/stack up kafka-cluster && source .stack/env` provides it"
-		if os.Getenv("LEDGER_TEST_CLUSTER_REQUIRED") == "1" {
-			t.Fatal(msg + " (LEDGER_TEST_CLUSTER_REQUIRED=1, so a missing cluster is a failure)")
-		}
-		t.Skip(msg)
-	}
+	brokers := Setting(t, "LEDGER_TEST_KAFKA_CLUSTER", "the brokers of a three-node Kafka cluster",
+		"run scripts/stack up kafka-cluster (make test-cluster), then source .stack/env")
 	// The cluster has the shared broker's users, CA and certificate.
-	cfg := KafkaSecurity(config.Kafka{Brokers: os.Getenv("KAFKA_BROKERS")})
-	cfg.Brokers = brokers
+	cfg := KafkaSecurity(config.Kafka{Brokers: brokers})
 	client := func(opts ...kgo.Opt) *kgo.Client {
 		cl, err := kafkax.NewClient(cfg, opts...)
 		if err != nil {

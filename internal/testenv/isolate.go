@@ -177,7 +177,10 @@ func LegacyValue(t testing.TB, value []byte) []byte {
 // cfg.Brokers is that broker (KAFKA_BROKERS); a private broker's
 // configuration (StartKafka, kfake) is returned as it is.
 func KafkaSecurity(cfg config.Kafka) config.Kafka {
-	if shared := os.Getenv("KAFKA_BROKERS"); shared == "" || cfg.Brokers != shared {
+	// The local stack's broker, or its three-node cluster
+	// (LEDGER_TEST_KAFKA_CLUSTER): the same users and CA.
+	shared, cluster := os.Getenv("KAFKA_BROKERS"), os.Getenv("LEDGER_TEST_KAFKA_CLUSTER")
+	if (shared == "" || cfg.Brokers != shared) && (cluster == "" || cfg.Brokers != cluster) {
 		return cfg
 	}
 	cfg.TLS = os.Getenv("KAFKA_TLS") == "true"

@@ -21,7 +21,14 @@ func Topology(t testing.TB, adm *kadm.Client, prefix string, partitions int32) t
 	defer cancel()
 	o := topology.DefaultOptions()
 	o.Prefix, o.Partitions = prefix, partitions
-	plan, err := topology.MakePlan(ctx, adm, topology.Declare(o), topology.PlanOptions{Local: true})
+	// As `ingest topology apply` chooses: 3 replicas on a cluster of three
+	// brokers (min.insync.replicas 2), one on the single broker.
+	rf, err := topology.AutoReplicationFactor(ctx, adm)
+	if err != nil {
+		t.Fatalf("topology %s: %v", prefix, err)
+	}
+	o.ReplicationFactor = rf
+	plan, err := topology.MakePlan(ctx, adm, topology.Declare(o), topology.PlanOptions{Local: true, AutoReplication: true})
 	if err == nil {
 		err = topology.Apply(ctx, adm, plan)
 	}

@@ -40,13 +40,6 @@ kafka_cluster_brokers() {
 }
 kafka_cluster_complete() { [[ $(kafka_cluster_brokers) -eq ${#KAFKA_CLUSTER_NODES[@]} ]]; }
 
-# kafka_cluster_running NODE: ours_running, except for a zombie: pid 1
-# here reaps the processes it inherits only every few seconds, so a node
-# just ended by `scripts/stack kill` still answers kill -0 for a while.
-kafka_cluster_running() {
-	ours_running "kafka-cluster-$1" && [[ $(ps -o stat= -p "$(cat "$(pidfile "kafka-cluster-$1")")") != Z* ]]
-}
-
 start_kafka-cluster() {
 	kafka_fetch
 	kafka_tls
@@ -65,7 +58,7 @@ start_kafka-cluster() {
 		ssl.truststore.type=PEM "ssl.truststore.location=$STACK/tls/ca.pem" >"$dir/admin.properties")
 	for n in "${KAFKA_CLUSTER_NODES[@]}"; do
 		name=kafka-cluster-$n
-		kafka_cluster_running "$n" && continue
+		ours_running "kafka-cluster-$n" && continue
 		if port_open "$(kafka_cluster_port "$n")" || port_open "$(kafka_cluster_controller_port "$n")"; then
 			die "kafka-cluster: port $(kafka_cluster_port "$n") or $(kafka_cluster_controller_port "$n") is taken by something this script did not start"
 		fi
