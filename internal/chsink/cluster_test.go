@@ -33,7 +33,7 @@ func setupCluster(t *testing.T, gen int) (driver.Conn, Options, *View) {
 	return conn, opts, v
 }
 
-func TestClusterContract(t *testing.T) {
+func TestClickHouseClusterContract(t *testing.T) {
 	projectiontest.Run(t, func(t *testing.T) projection.View {
 		_, _, v := setupCluster(t, 0)
 		return v
@@ -61,11 +61,11 @@ func perAggregateOn(t *testing.T, conn driver.Conn, table string) map[string]uin
 	return out
 }
 
-// TestClusterShardsByAccount: every account's events live on one shard, on
+// TestClickHouseClusterShardsByAccount: every account's events live on one shard, on
 // both of its replicas (the insert quorum), nothing is inserted twice across
 // redeliveries, and the readers through the Distributed tables (FINAL,
 // argMax, the summing hourly volume) equal the fold.
-func TestClusterShardsByAccount(t *testing.T) {
+func TestClickHouseClusterShardsByAccount(t *testing.T) {
 	conn, opts, v := setupCluster(t, 0)
 	h := generate(t, 3, "cl-", 24, 600)
 	applyAll(t, v, h.batches(37))
@@ -126,10 +126,10 @@ func TestClusterShardsByAccount(t *testing.T) {
 	}
 }
 
-// TestClusterRebuildSwap: a rebuild's generation, swapped in by RebuildView
+// TestClickHouseClusterRebuildSwap: a rebuild's generation, swapped in by RebuildView
 // on the cluster, is what the live Distributed tables read, and every
 // server reads the same marker.
-func TestClusterRebuildSwap(t *testing.T) {
+func TestClickHouseClusterRebuildSwap(t *testing.T) {
 	conn, opts, live := setupCluster(t, 0)
 	ctx := ctxFor(t)
 	h := generate(t, 5, "cs-", 8, 200)
@@ -188,4 +188,45 @@ func TestClusterRebuildSwap(t *testing.T) {
 			t.Errorf("server %s reads generation %d %q (%v), want 2 current", a, gen, state, err)
 		}
 	}
+}
+
+// TestClickHouseClusterReplayAfterStaleRead: a replica that lacks parts its
+// partner acknowledged (as when the partner dies before they are fetched)
+// makes a view that now reads through it take stored events for missing.
+// The view sends their INSERTs again unchanged, which the shard
+// deduplicates: no event is stored twice and the hourly volume stays exact.
+func TestClickHouseClusterReplayAfterStaleRead(t *testing.T) {
+	_, opts, v := setupCluster(t, 0) // writes through the first server, 9101
+	ctx := ctxFor(t)
+	addrs, _ := testenv.ClickHouseCluster(t)
+	stale := testenv.ClickHouseNode(t, addrs[1], opts.Database) // the other replica of shard 01
+	if err := stale.Exec(ctx, "SYSTEM STOP FETCHES"); err != nil {
+		t.Fatal(err)
+	}
+	fetch := func() {
+		if err := stale.Exec(ctx, "SYSTEM START FETCHES"); err != nil {
+			t.Error(err)
+		}
+	}
+	defer fetch()
+
+	h := generate(t, 7, "rp-", 12, 160)
+	applyAll(t, v, h.batches(40))
+	// The view's connection moved to the stale replica, and it forgot what
+	// it knew of the store (a failed Apply, a reassignment).
+	v.conn = stale
+	v.Reset()
+	applyAll(t, v, h.batches(40))
+
+	fetch()
+	for _, tbl := range []string{"ledger_events_local", "account_balances_local", "volume_hourly_local"} {
+		if err := stale.Exec(ctx, "SYSTEM SYNC REPLICA "+opts.Database+"."+tbl); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := count(t, stale, "SELECT count() FROM "+opts.Database+".ledger_events"); n != uint64(len(h.events)) {
+		t.Errorf("%d event rows, want %d: an event was stored twice", n, len(h.events))
+	}
+	checkAccounts(t, v, h)
+	checkHourlyExact(t, stale, opts, v)
 }

@@ -46,11 +46,15 @@ type Options struct {
 	// argMax stay exact across shards. Needs Database.
 	Cluster string
 	// InsertQuorum, with Cluster: the replicas of a shard that must have
-	// an INSERT before it succeeds (insert_quorum); 0 means 2. 1 turns the
-	// quorum off: a replica lost right after an INSERT can then take the
-	// shard's newest rows with it until it returns, and a projector that
-	// failed over to the other replica inserts them again (the hourly
-	// volume counts them twice).
+	// an INSERT before it succeeds (insert_quorum); 0 and 1 mean none.
+	// A quorum keeps rows through the loss of a replica's disk, but an
+	// INSERT whose quorum times out is stored without its materialized
+	// view's rows (ClickHouse writes the table, waits, fails, and never
+	// feeds the view; a retry of the same block is deduplicated, and
+	// deduplicated blocks feed no view), so the hourly volume misses those
+	// events. Without it, the view replays its recent blocks byte for byte
+	// instead (see View), and ClickHouse's block deduplication makes the
+	// replay exact.
 	InsertQuorum int
 	// ZKPath is the Replicated engines' path template; default DefaultZKPath.
 	ZKPath string
@@ -99,7 +103,7 @@ func (o Options) withDefaults() Options {
 		o.CacheSize = 100000
 	}
 	if o.InsertQuorum == 0 {
-		o.InsertQuorum = 2
+		o.InsertQuorum = 1
 	}
 	return o
 }
@@ -214,7 +218,7 @@ func (d ddl) engine(kind, args, table string) string {
 var eventColumns = []string{
 	"event_id", "aggregate_id", "version", "type", "command_id", "correlation_id", "causation_id",
 	"occurred_at", "occurred_at_ms", "currency", "amount", "balance_after", "transfer_id",
-	"counterparty", "owner", "overdraft_limit", "reference", "reason", "kafka_partition", "kafka_offset",
+	"counterparty", "owner", "overdraft_limit", "reference", "reason", "kafka_partition", "kafka_offset", "inserted_at",
 }
 
 var balanceColumns = []string{

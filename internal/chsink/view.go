@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"slices"
 	"strings"
 	"time"
 
@@ -60,6 +61,10 @@ type View struct {
 
 	accounts map[string]projection.AccountView // stored state; Version 0 = none
 	parts    map[int32]*position               // what ledger_events holds of each partition
+
+	// On a cluster: the last INSERTs of events, row for row, by the
+	// identity of each event in them (see sentBlocks).
+	sent *sentBlocks
 }
 
 var _ projection.View = (*View)(nil)
@@ -71,11 +76,15 @@ func NewView(conn driver.Conn, opts Options) (*View, error) {
 		return nil, err
 	}
 	opts = opts.withDefaults()
-	return &View{
+	v := &View{
 		conn: conn, opts: opts, d: ddl{opts}, t: tablesOf(opts.Generation),
 		accounts: map[string]projection.AccountView{},
 		parts:    map[int32]*position{},
-	}, nil
+	}
+	if opts.Cluster != "" {
+		v.sent = newSentBlocks(replayRows)
+	}
+	return v, nil
 }
 
 // Name implements projection.Sink.
@@ -101,7 +110,8 @@ type eventRow struct {
 	Reference, Reason                   string
 	Partition                           int32
 	Offset                              int64
-	money                               bool // carries balance_after
+	InsertedAt                          time.Time // set when first inserted, kept in a replay
+	money                               bool      // carries balance_after
 	known                               bool // an event type of this package
 }
 
@@ -503,37 +513,142 @@ func (v *View) scanVersions(ctx context.Context, q string, args []any, out map[s
 }
 
 // insertEvents writes rows in INSERTs of at most BatchRows rows, each with a
-// new batch (a clickhouse-go batch cannot be reused after Send).
+// new batch (a clickhouse-go batch cannot be reused after Send). On a
+// cluster, a row the view sent before in one of its recent INSERTs is sent
+// again as that whole INSERT, unchanged (see sentBlocks); the others go in
+// new INSERTs, remembered before they are sent.
 func (v *View) insertEvents(ctx context.Context, rows []eventRow) error {
-	q := "INSERT INTO " + v.d.q(v.t.events) + " (" + strings.Join(eventColumns, ", ") + ")"
-	for len(rows) > 0 {
-		n := min(len(rows), v.opts.BatchRows)
-		chunk := rows[:n]
-		rows = rows[n:]
-		b, err := v.conn.PrepareBatch(v.opts.writeContext(ctx), q)
-		if err != nil {
-			return fmt.Errorf("clickhouse: insert events: %w", err)
+	now := time.Now().UTC().Truncate(time.Second)
+	if v.sent == nil {
+		for i := range rows {
+			rows[i].InsertedAt = now
 		}
-		for _, r := range chunk {
-			err := b.Append(r.EventID, r.AggregateID, uint64(max(r.Version, 0)), r.Type, r.CommandID, r.CorrelationID, r.Causation,
-				r.OccurredAt, r.OccurredAt.UnixMilli(), r.Currency, r.Amount, r.BalanceAfter, r.TransferID,
-				r.Counterparty, r.Owner, r.OverdraftLimit, r.Reference, r.Reason, r.Partition, r.Offset)
-			if err != nil {
-				_ = b.Abort()
-				return fmt.Errorf("clickhouse: insert events: append %s/%d: %w", r.AggregateID, r.Version, err)
+		for len(rows) > 0 {
+			n := min(len(rows), v.opts.BatchRows)
+			if err := v.sendEvents(ctx, rows[:n]); err != nil {
+				return err
 			}
+			rows = rows[n:]
 		}
-		if err := ctx.Err(); err != nil {
-			// Past the apply's write deadline (see the projector's
-			// fencing): another member may own the rows now.
-			_ = b.Abort()
-			return fmt.Errorf("clickhouse: not written: %w", err)
-		}
-		if err := b.Send(); err != nil {
-			return fmt.Errorf("clickhouse: insert events: %w", err)
+		return nil
+	}
+	replays, fresh := v.sent.split(rows)
+	for _, b := range replays {
+		if err := v.sendEvents(ctx, b.rows); err != nil {
+			return err
 		}
 	}
+	for i := range fresh {
+		fresh[i].InsertedAt = now
+	}
+	for len(fresh) > 0 {
+		n := min(len(fresh), v.opts.BatchRows)
+		b := v.sent.remember(fresh[:n])
+		if err := v.sendEvents(ctx, b.rows); err != nil {
+			return err
+		}
+		fresh = fresh[n:]
+	}
 	return nil
+}
+
+// sendEvents is one INSERT of rows.
+func (v *View) sendEvents(ctx context.Context, rows []eventRow) error {
+	q := "INSERT INTO " + v.d.q(v.t.events) + " (" + strings.Join(eventColumns, ", ") + ")"
+	b, err := v.conn.PrepareBatch(v.opts.writeContext(ctx), q)
+	if err != nil {
+		return fmt.Errorf("clickhouse: insert events: %w", err)
+	}
+	for _, r := range rows {
+		err := b.Append(r.EventID, r.AggregateID, uint64(max(r.Version, 0)), r.Type, r.CommandID, r.CorrelationID, r.Causation,
+			r.OccurredAt, r.OccurredAt.UnixMilli(), r.Currency, r.Amount, r.BalanceAfter, r.TransferID,
+			r.Counterparty, r.Owner, r.OverdraftLimit, r.Reference, r.Reason, r.Partition, r.Offset, r.InsertedAt)
+		if err != nil {
+			_ = b.Abort()
+			return fmt.Errorf("clickhouse: insert events: append %s/%d: %w", r.AggregateID, r.Version, err)
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		// Past the apply's write deadline (see the projector's
+		// fencing): another member may own the rows now.
+		_ = b.Abort()
+		return fmt.Errorf("clickhouse: not written: %w", err)
+	}
+	if err := b.Send(); err != nil {
+		return fmt.Errorf("clickhouse: insert events: %w", err)
+	}
+	return nil
+}
+
+// replayRows bounds the rows sentBlocks keeps: far more than a replica
+// can fall behind in the second or so before it fetches a part, at about
+// 300 bytes a row.
+const replayRows = 50000
+
+// sentBlocks are the view's last INSERTs of events on a cluster, row for
+// row, including inserted_at. ClickHouse's Replicated tables drop an
+// INSERT whose block equals one of the shard's last 100 (the hashes are
+// kept in ZooKeeper, for every replica), and a dropped block feeds no
+// materialized view. So when the view must insert an event again (its
+// INSERT failed, or the replica it now reads lacks a part the replica it
+// wrote to acknowledged and then died with), it sends that whole INSERT
+// again, unchanged: each shard stores what it did not have, once, and the
+// hourly volume counts each event once. An event not remembered (after a
+// restart, or evicted) is inserted in a new block; in the rare case that a
+// dead replica still holds it, it is then stored twice (FINAL and argMax
+// read it once, the hourly volume counts it twice).
+type sentBlocks struct {
+	max    int
+	total  int
+	blocks []*sentBlock
+	by     map[string]*sentBlock // identity → the block that sent it last
+}
+
+type sentBlock struct{ rows []eventRow }
+
+func newSentBlocks(maxRows int) *sentBlocks {
+	return &sentBlocks{max: maxRows, by: map[string]*sentBlock{}}
+}
+
+// split returns the remembered blocks holding any of rows (each once, in
+// the order they were sent) and the rows none holds.
+func (s *sentBlocks) split(rows []eventRow) (replays []*sentBlock, fresh []eventRow) {
+	again := map[*sentBlock]bool{}
+	for _, r := range rows {
+		if b := s.by[identity(r.AggregateID, r.Version)]; b != nil {
+			again[b] = true
+		} else {
+			fresh = append(fresh, r)
+		}
+	}
+	for _, b := range s.blocks {
+		if again[b] {
+			replays = append(replays, b)
+		}
+	}
+	return replays, fresh
+}
+
+// remember keeps a copy of rows as a block about to be sent, evicting the
+// oldest blocks past max rows (the newest always stays).
+func (s *sentBlocks) remember(rows []eventRow) *sentBlock {
+	b := &sentBlock{rows: slices.Clone(rows)}
+	s.blocks = append(s.blocks, b)
+	s.total += len(rows)
+	for _, r := range b.rows {
+		s.by[identity(r.AggregateID, r.Version)] = b
+	}
+	for len(s.blocks) > 1 && s.total > s.max {
+		old := s.blocks[0]
+		s.blocks = s.blocks[1:]
+		s.total -= len(old.rows)
+		for _, r := range old.rows {
+			if k := identity(r.AggregateID, r.Version); s.by[k] == old {
+				delete(s.by, k)
+			}
+		}
+	}
+	return b
 }
 
 // insertBalances writes one row per changed account, BatchRows per INSERT.

@@ -177,7 +177,7 @@ func (c *ClickHouse) RegisterFlags(fs *flag.FlagSet) {
 	SecretFlags(fs, &c.Password, "clickhouse-password", "ClickHouse password", "CLICKHOUSE_PASSWORD")
 	fs.BoolVar(&c.TLS, "clickhouse-tls", false, "connect to ClickHouse over TLS (CLICKHOUSE_TLS)")
 	fs.StringVar(&c.Cluster, "clickhouse-cluster", "", "cluster name for ON CLUSTER DDL, Replicated engines and Distributed tables; empty for one server (CLICKHOUSE_CLUSTER)")
-	fs.IntVar(&c.InsertQuorum, "clickhouse-insert-quorum", 2, "with clickhouse-cluster: replicas of a shard that must have each INSERT before it succeeds; 1 for none (CLICKHOUSE_INSERT_QUORUM)")
+	fs.IntVar(&c.InsertQuorum, "clickhouse-insert-quorum", 1, "with clickhouse-cluster: replicas of a shard that must have each INSERT before it succeeds; 1 for none (a timed-out quorum INSERT loses its hourly-volume rows: see docs/scale-out.md) (CLICKHOUSE_INSERT_QUORUM)")
 }
 
 // AddrList returns the addresses as a slice.
