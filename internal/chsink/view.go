@@ -3,8 +3,8 @@ package chsink
 import (
 	"context"
 	"fmt"
-	"strconv"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -112,7 +112,7 @@ type eventRow struct {
 	Offset                              int64
 	InsertedAt                          time.Time // set when first inserted, kept in a replay
 	money                               bool      // carries balance_after
-	known                               bool // an event type of this package
+	known                               bool      // an event type of this package
 }
 
 // rowOf flattens e; known is false for a value that is not a ledger event.
