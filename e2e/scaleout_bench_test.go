@@ -4,13 +4,16 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"sort"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 
 	"github.com/cqrs-ledger/ledger/internal/kafkax"
+	"github.com/cqrs-ledger/ledger/internal/loadgen"
 	"github.com/cqrs-ledger/ledger/internal/testenv"
 	"github.com/cqrs-ledger/ledger/internal/workload"
 )
@@ -66,17 +69,22 @@ func scaleRound(b *testing.B, c clusterEnv, n, commands int) {
 	waitMembers(b, ctx, s.adm, group, n)
 
 	cmds := workload.Generate(workload.Options{Seed: 21, Accounts: 600, Commands: commands, IDPrefix: testenv.ID(b) + "-"})
+	cpu0 := loadgen.SampleCPU()
 	start := time.Now()
 	if err := workload.Produce(ctx, s.client, s.names.Commands, cmds, nil); err != nil {
 		b.Fatal(err)
 	}
-	l := s.waitSettled(ctx, group)
+	produced := time.Since(start)
+	waitCaughtUp(b, ctx, s, group)
 	procTime := time.Since(start)
+	procCPU := loadgen.SampleCPU().Since(cpu0)
+	l := s.waitSettled(ctx, group) // the saga's own commands too, then the audit
 	if len(l.Problems) > 0 {
 		b.Fatalf("the events break the ledger's rules: %v", l.Problems[:min(5, len(l.Problems))])
 	}
 	spread := spreadOf(b, ctx, s.adm, group)
 
+	cpu0 = loadgen.SampleCPU()
 	start = time.Now()
 	projs := make([]*proc, n)
 	for i := range projs {
@@ -94,14 +102,15 @@ func scaleRound(b *testing.B, c clusterEnv, n, commands int) {
 		}
 	}
 	projTime := time.Since(start)
+	projCPU := loadgen.SampleCPU().Since(cpu0)
 	projSpread := spreadOf(b, ctx, s.adm, s.kafka.TopicPrefix+"projector-clickhouse")
 
 	b.ReportMetric(float64(len(cmds))/procTime.Seconds(), "commands/s")
 	b.ReportMetric(float64(l.Events)/projTime.Seconds(), "events/s")
 	b.ReportMetric(0, "ns/op")
-	b.Logf("%d instance(s): processors %d commands in %s (%.0f/s), partitions per member %v; projectors %d events in %s (%.0f/s, startup included), partitions per member %v",
-		n, len(cmds), procTime.Round(time.Millisecond), float64(len(cmds))/procTime.Seconds(), spread,
-		l.Events, projTime.Round(time.Millisecond), float64(l.Events)/projTime.Seconds(), projSpread)
+	b.Logf("%d instance(s): processors %d commands in %s (%.0f/s; produced in %s), partitions per member %v, CPU %s; projectors %d events in %s (%.0f/s, startup included), partitions per member %v, CPU %s",
+		n, len(cmds), procTime.Round(time.Millisecond), float64(len(cmds))/procTime.Seconds(), produced.Round(time.Millisecond), spread, cpuLine(procCPU),
+		l.Events, projTime.Round(time.Millisecond), float64(l.Events)/projTime.Seconds(), projSpread, cpuLine(projCPU))
 }
 
 // waitMembers waits until group is stable with n members.
@@ -143,4 +152,25 @@ func spreadOf(b *testing.B, ctx context.Context, adm *kadm.Client, group string)
 		}
 	}
 	return out
+}
+
+// cpuLine is the machine's utilisation over a stretch and the CPU seconds of
+// each role in it.
+func cpuLine(c loadgen.CPU) string {
+	roles := make([]string, 0, len(c.ByRole))
+	for r := range c.ByRole {
+		roles = append(roles, r)
+	}
+	sort.Strings(roles)
+	var parts []string
+	for _, r := range roles {
+		if c.ByRole[r] >= 0.05 {
+			parts = append(parts, fmt.Sprintf("%s %.1fs", r, c.ByRole[r]))
+		}
+	}
+	busy := 0.0
+	if c.Total > 0 {
+		busy = 100 * c.Busy / c.Total
+	}
+	return fmt.Sprintf("%.0f%% busy (%s)", busy, strings.Join(parts, ", "))
 }
