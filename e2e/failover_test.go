@@ -195,8 +195,11 @@ func TestFailoverUnderLoad(t *testing.T) {
 	if v, err := strconv.ParseFloat(os.Getenv("LEDGER_FAILOVER_RATE"), 64); err == nil && v > 0 {
 		rate = v
 	}
-	const run = 150 * time.Second
-	wl := workload.Options{Seed: 15, Accounts: 150, Commands: int(rate * run.Seconds()), IDPrefix: testenv.ID(t) + "-"}
+	// The load runs until 15 s after the last fault is repaired (at most
+	// 10 minutes of commands are generated).
+	wl := workload.Options{Seed: 15, Accounts: 150, Commands: int(rate * 600), IDPrefix: testenv.ID(t) + "-"}
+	loadCtx, stopLoad := context.WithCancel(ctx)
+	defer stopLoad()
 	tl := &timeline{sent: map[time.Time]time.Duration{}}
 	var undecided []workload.Command // pending or failed: the outcome is asked for at the end
 	var undecidedMu sync.Mutex
@@ -204,7 +207,7 @@ func TestFailoverUnderLoad(t *testing.T) {
 	loaded := make(chan *loadgen.Report, 1)
 	loadErr := make(chan error, 1)
 	go func() {
-		rep, err := loadgen.Run(ctx, cl, loadgen.Options{Workload: wl, Rate: rate, Concurrency: 64, Wait: 10 * time.Second,
+		rep, err := loadgen.Run(loadCtx, cl, loadgen.Options{Workload: wl, Rate: rate, Concurrency: 64, Wait: 10 * time.Second,
 			Observe: func(cmd workload.Command, out loadgen.Outcome, sent time.Time, err error) {
 				tl.observe(cmd, out, sent, err)
 				if err != nil || (out.Result != "accepted" && out.Result != "rejected") {
@@ -244,11 +247,13 @@ func TestFailoverUnderLoad(t *testing.T) {
 		func() { stackCmd(t, "kill", "clickhouse-cluster-1"); stackCmd(t, "kill", "clickhouse-cluster-3") },
 		func() { stackCmd(t, "up", "clickhouse-cluster") })
 
+	time.Sleep(15 * time.Second)
+	end := time.Now()
+	stopLoad() // the commands in flight end as errors; their outcome is asked for below
 	rep := <-loaded
 	if err := <-loadErr; err != nil && ctx.Err() != nil {
 		t.Fatalf("load: %v", err)
 	}
-	end := time.Now()
 	for i, f := range faults {
 		until := end
 		if i+1 < len(faults) {
@@ -344,6 +349,23 @@ func TestFailoverUnderLoad(t *testing.T) {
 			t.Fatalf("analytics summary (HTTP %d, %v) differs from the model: %s", code, err, diff)
 		}
 		time.Sleep(time.Second)
+	}
+	// The time series through the query API (on a cluster: from
+	// ledger_events), summed over the run, equal the model.
+	for cur, w := range rep.Model.Totals {
+		for metric, want := range map[string]int64{"deposits": w.Deposits, "withdrawals": w.Withdrawals, "transfers": w.TransfersOut} {
+			var body struct {
+				Points []projection.Point `json:"points"`
+			}
+			code, err := cl.Get(settle, "/v1/analytics/timeseries", url.Values{"metric": {metric}, "interval": {"24h"}, "from": {from}, "to": {to}, "currency": {cur}}, &body)
+			var got int64
+			for _, p := range body.Points {
+				got += p.Value
+			}
+			if err != nil || code != 200 || got != want {
+				t.Errorf("time series %s %s: %d (HTTP %d, %v), model %d", cur, metric, got, code, err, want)
+			}
+		}
 	}
 	c.checkClickHouseHoldsTheLog(t, settle, db, l, rep.Model)
 }
@@ -461,14 +483,19 @@ func (c clusterEnv) checkClickHouseHoldsTheLog(t *testing.T, ctx context.Context
 			t.Fatalf("ClickHouse holds event %s, which is not in the committed log (an aborted transaction's?)", id)
 		}
 	}
+	// The hourly table (a materialized view) can miss the events of an
+	// INSERT whose server was killed between storing them and feeding the
+	// view (docs/scale-out.md): measured and reported, not asserted.
 	for cur, w := range m.Totals {
 		var dep, wd int64
 		q := "SELECT sumIf(volume, type = 'FundsDeposited'), sumIf(volume, type = 'FundsWithdrawn') FROM volume_hourly WHERE currency = ?"
 		if err := conn.QueryRow(ctx, q, cur).Scan(&dep, &wd); err != nil {
 			t.Fatal(err)
 		}
-		if dep != w.Deposits || wd != w.Withdrawals {
-			t.Errorf("%s: hourly volume deposits %d withdrawals %d, model %d %d", cur, dep, wd, w.Deposits, w.Withdrawals)
+		if dep > w.Deposits || wd > w.Withdrawals {
+			t.Errorf("%s: the hourly table counted events twice: deposits %d withdrawals %d, model %d %d", cur, dep, wd, w.Deposits, w.Withdrawals)
+		} else if dep != w.Deposits || wd != w.Withdrawals {
+			t.Logf("%s: the hourly table misses deposits %d, withdrawals %d (of %d, %d): INSERTs cut by a killed server", cur, w.Deposits-dep, w.Withdrawals-wd, w.Deposits, w.Withdrawals)
 		}
 	}
 }

@@ -77,6 +77,7 @@ func TestClickHouseClusterShardsByAccount(t *testing.T) {
 	applyAll(t, v2, h.batches(64))
 	checkAccounts(t, v2, h)
 	checkHourlyExact(t, conn, opts, v2)
+	checkTimeSeriesExact(t, v2)
 
 	addrs, _ := testenv.ClickHouseCluster(t)
 	if len(addrs) != 4 {
@@ -229,4 +230,26 @@ func TestClickHouseClusterReplayAfterStaleRead(t *testing.T) {
 	}
 	checkAccounts(t, v, h)
 	checkHourlyExact(t, stale, opts, v)
+}
+
+// checkTimeSeriesExact compares the time series (on a cluster: from
+// ledger_events) summed over all buckets with the exact summary.
+func checkTimeSeriesExact(t *testing.T, v *View) {
+	t.Helper()
+	from, to := time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC)
+	for _, s := range summary(t, v, time.Time{}, time.Time{}) {
+		for metric, want := range map[string]int64{"deposits": s.Deposits, "withdrawals": s.Withdrawals, "deposit_count": s.DepositCount} {
+			pts, err := v.TimeSeries(ctxFor(t), metric, 24*time.Hour, from, to, s.Currency)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got int64
+			for _, p := range pts {
+				got += p.Value
+			}
+			if got != want {
+				t.Errorf("%s %s: time series sums to %d, summary %d", s.Currency, metric, got, want)
+			}
+		}
+	}
 }

@@ -14,7 +14,11 @@ ch_cluster_client() { # ch_cluster_client NODE ARGS...
 	clickhouse-client --host 127.0.0.1 --port "$(ch_cluster_tcp "$n")" --user default --password "$(secret clickhouse-default)" "$@"
 }
 ch_cluster_ping() { ch_cluster_client "$1" --query 'SELECT 1'; }
-zk_ok() { [[ $( (exec 3<>"/dev/tcp/127.0.0.1/$CH_CLUSTER_ZK_PORT" && printf 'ruok' >&3 && timeout 2 cat <&3) 2>/dev/null) == imok ]]; }
+# zk_ok: ZooKeeper serves clients. "ruok" answers imok as soon as the
+# process runs, before it has loaded its data and takes sessions (a
+# ClickHouse server started then fails its handshake and exits); "stat"
+# reports a mode only once it serves.
+zk_ok() { (exec 3<>"/dev/tcp/127.0.0.1/$CH_CLUSTER_ZK_PORT" && printf 'stat' >&3 && timeout 2 cat <&3) 2>/dev/null | grep -q '^Mode: '; }
 
 start_zookeeper() {
 	if zk_ok; then return; fi
