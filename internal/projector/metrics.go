@@ -4,12 +4,15 @@ import (
 	"fmt"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/cqrs-ledger/ledger/internal/kafkax"
 )
 
 type metrics struct {
 	events, outcomes, batches, applyErrors, retries, commitErrors prometheus.Counter
 	skipped                                                       *prometheus.CounterVec
 	lag                                                           *prometheus.GaugeVec
+	age                                                           *kafkax.LagAge
 }
 
 // newMetrics creates the projector's metrics, labelled with the sink name so
@@ -32,9 +35,12 @@ func newMetrics(reg prometheus.Registerer, sink string) (*metrics, error) {
 		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "ledger_projector_lag",
 			Help: "Records between the committed offset and the high watermark of the last fetch, per partition.", ConstLabels: labels},
 			[]string{"topic", "partition"}),
+		age: kafkax.NewLagAge("ledger_projector_lag_seconds",
+			"Age (from its record timestamp) of the oldest fetched record the sink has not applied yet, per partition: the consumer lag in time; 0 when none waits. It grows while the sink fails.",
+			labels),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.events, m.outcomes, m.batches, m.applyErrors, m.retries, m.commitErrors, m.skipped, m.lag} {
+		for _, c := range []prometheus.Collector{m.events, m.outcomes, m.batches, m.applyErrors, m.retries, m.commitErrors, m.skipped, m.lag, m.age} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("projector metrics: %w", err)
 			}

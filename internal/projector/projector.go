@@ -398,6 +398,7 @@ func (p *Projector) poll(ctx context.Context, log *slog.Logger) error {
 		if len(p.pending) == 0 {
 			p.first = time.Now()
 		}
+		p.m.age.Waiting(r.Topic, r.Partition, r.Timestamp)
 		p.pending = append(p.pending, p.decode(r, log))
 	})
 	return nil
@@ -514,6 +515,7 @@ func (p *Projector) flush(ctx context.Context, log *slog.Logger) error {
 	var commit []*kgo.Record
 	for _, it := range p.pending {
 		commit = append(commit, it.rec)
+		p.m.age.Done(it.rec.Topic, it.rec.Partition)
 	}
 	p.prune()
 	if err := p.cl.CommitRecords(cctx, commit...); err != nil {
@@ -576,6 +578,7 @@ func (p *Projector) prune() {
 		delete(p.next, k)
 		delete(p.hw, k)
 		p.m.lag.DeleteLabelValues(k.topic, strconv.Itoa(int(k.partition)))
+		p.m.age.Drop(k.topic, k.partition)
 	}
 	if len(p.pending) == 0 {
 		// Nothing left to retry: readiness is decided by the next apply.

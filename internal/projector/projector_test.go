@@ -313,10 +313,13 @@ func TestFailingSinkRetriesWithoutCommitting(t *testing.T) {
 
 	group := e.kafka.TopicPrefix + "failing"
 	var readyErrs, commitsWhileFailing int
+	var ages []float64 // ledger_projector_lag_seconds at each failure
 	var p *projector.Projector
 	var pmu sync.Mutex
+	reg := prometheus.NewRegistry()
 	fs := &failingSink{Sink: e.sink(t), n: 4}
 	fs.onFail = func() {
+		ages = append(ages, gauge(t, reg, "ledger_projector_lag_seconds"))
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		// Each attempt announces its write by committing the offsets the
@@ -335,7 +338,6 @@ func TestFailingSinkRetriesWithoutCommitting(t *testing.T) {
 		}
 		pmu.Unlock()
 	}
-	reg := prometheus.NewRegistry()
 	pmu.Lock()
 	p = start(t, projector.Config{Kafka: e.kafka, Group: group, Sink: fs, MaxBatch: 5000, MaxDelay: 300 * time.Millisecond,
 		MinBackoff: 20 * time.Millisecond, MaxBackoff: 100 * time.Millisecond, Registerer: reg})
@@ -366,6 +368,14 @@ func TestFailingSinkRetriesWithoutCommitting(t *testing.T) {
 	}
 	if err := p.Ready(context.Background()); err != nil {
 		t.Fatalf("ready after recovery: %v", err)
+	}
+	// The lag in seconds: the age of the oldest waiting event, growing
+	// while the sink fails, 0 once it is applied.
+	if len(ages) < 2 || ages[0] <= 0 || ages[len(ages)-1] <= ages[0] {
+		t.Fatalf("lag seconds at the failures: %v, want positive and growing", ages)
+	}
+	if age := gauge(t, reg, "ledger_projector_lag_seconds"); age != 0 {
+		t.Fatalf("lag seconds %v after everything was applied", age)
 	}
 }
 

@@ -4,6 +4,8 @@ import (
 	"errors"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/cqrs-ledger/ledger/internal/kafkax"
 )
 
 // outcome is what became of a command record.
@@ -28,6 +30,8 @@ type metrics struct {
 	restore      prometheus.Histogram   // seconds per partition restore
 	partitions   prometheus.Gauge       // owned partitions
 	restarts     prometheus.Counter     // sessions replaced after a failure
+	lag          *prometheus.GaugeVec   // records behind, per partition
+	age          *kafkax.LagAge         // the lag in seconds
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -59,6 +63,13 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Group transact sessions that failed and were replaced by a new one (new clients, state restored from Kafka).",
 		}),
 	}
+	m.lag = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: "ledger", Subsystem: "processor", Name: "lag",
+		Help: "Command records between the last one processed and the high watermark of the last fetch, per partition.",
+	}, []string{"topic", "partition"})
+	m.age = kafkax.NewLagAge("ledger_processor_lag_seconds",
+		"Age (from its record timestamp) of the oldest polled command record whose transaction has not committed yet, per partition: the consumer lag in time; 0 when none waits.",
+		nil)
 	for _, o := range outcomeLabels {
 		m.commands.WithLabelValues(o)
 	}
@@ -69,7 +80,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		return m, nil
 	}
 	var errs []error
-	for _, c := range []prometheus.Collector{m.commands, m.transactions, m.batch, m.restore, m.partitions, m.restarts} {
+	for _, c := range []prometheus.Collector{m.commands, m.transactions, m.batch, m.restore, m.partitions, m.restarts, m.lag, m.age} {
 		errs = append(errs, reg.Register(c))
 	}
 	return m, errors.Join(errs...)

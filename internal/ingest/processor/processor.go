@@ -381,10 +381,23 @@ func (p *Processor) runSession(ctx context.Context) (err error) {
 		})
 		var batchErr error
 		if records := fetches.Records(); len(records) > 0 {
+			for _, r := range records {
+				p.m.age.Waiting(r.Topic, r.Partition, r.Timestamp)
+			}
 			p.setBusy(time.Now())
 			batchErr = p.processBatch(ctx, sess, records)
 			p.setBusy(time.Time{})
+			if batchErr == nil {
+				for _, r := range records {
+					p.m.age.Done(r.Topic, r.Partition)
+				}
+			}
 		}
+		fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
+			if n := len(fp.Records); n > 0 && fp.HighWatermark > 0 {
+				p.m.lag.WithLabelValues(fp.Topic, strconv.Itoa(int(fp.Partition))).Set(float64(max(fp.HighWatermark-fp.Records[n-1].Offset-1, 0)))
+			}
+		})
 		p.maybePrune()
 		sess.AllowRebalance()
 		if batchErr != nil {
@@ -538,6 +551,8 @@ func (p *Processor) drop(why string, parts []int32) {
 	p.mu.Lock()
 	for _, id := range parts {
 		delete(p.parts, id)
+		p.m.age.Drop(p.names.Commands, id)
+		p.m.lag.DeleteLabelValues(p.names.Commands, strconv.Itoa(int(id)))
 	}
 	p.m.partitions.Set(float64(len(p.parts)))
 	p.mu.Unlock()

@@ -90,6 +90,26 @@ func TestOutcomes(t *testing.T) {
 	e.waitCounter("ledger_processor_commands_total", map[string]string{"outcome": "rejected"}, 5)
 	e.waitCounter("ledger_processor_commands_total", map[string]string{"outcome": "duplicate"}, 1)
 	e.waitCounter("ledger_processor_commands_total", map[string]string{"outcome": "dlq"}, 0)
+	// Everything processed: the lag in records and in seconds is 0 on every
+	// partition that had commands.
+	mfs, err := e.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	series := map[string]int{}
+	for _, mf := range mfs {
+		if n := mf.GetName(); n == "ledger_processor_lag" || n == "ledger_processor_lag_seconds" {
+			for _, m := range mf.GetMetric() {
+				series[n]++
+				if v := m.GetGauge().GetValue(); v != 0 {
+					t.Errorf("%s %v = %v after every command was processed", n, m.GetLabel(), v)
+				}
+			}
+		}
+	}
+	if series["ledger_processor_lag"] == 0 || series["ledger_processor_lag_seconds"] == 0 {
+		t.Errorf("lag series %v, want both gauges for the partitions that had commands", series)
+	}
 
 	part := kafkax.KeyPartition([]byte("acc-1"), 3)
 	events := e.reader(e.names.Events).until("3 events", func(rs []*kgo.Record) bool { return len(rs) >= 3 })
