@@ -9,17 +9,37 @@
 #   clickhouse/  users.xml, default (health check)
 #   app/         the binaries' passwords, the saga key, ca.pem: owned by the
 #                distroless image's nonroot user (65532), mode 0600
+#   grafana/     the ClickHouse password of queryapi (Grafana's ClickHouse
+#                datasource) and Grafana's admin password; made on its own
+#                when a volume of an earlier version lacks it
 # Runs in the apache/kafka image (keytool, a POSIX shell, coreutils/busybox).
 set -eu
 S=${SECRETS:-/secrets}
 TEMPLATES=${TEMPLATES:-/templates}
-if [ -f "$S/.done" ]; then echo "init-secrets: already made"; exit 0; fi
+rnd() { od -An -tx1 -N32 /dev/urandom | tr -d ' \n'; }
+# Grafana (image user 472) reads its folder inside its container only.
+grafana() {
+	mkdir -p "$S/grafana"
+	[ -s "$S/gen/grafana-admin" ] || rnd >"$S/gen/grafana-admin"
+	cp "$S/gen/clickhouse-queryapi" "$S/gen/grafana-admin" "$S/grafana/"
+	chmod 755 "$S/grafana"
+	chmod 644 "$S"/grafana/*
+}
+if [ -f "$S/.done" ]; then
+	if [ ! -d "$S/grafana" ]; then
+		umask 077
+		grafana
+		echo "init-secrets: made grafana/"
+	fi
+	echo "init-secrets: already made"
+	exit 0
+fi
 mkdir -p "$S/gen" "$S/kafka" "$S/redis" "$S/clickhouse" "$S/app"
 umask 077
 cd "$S/gen"
-rnd() { od -An -tx1 -N32 /dev/urandom | tr -d ' \n'; }
 for n in kafka-admin kafka-gateway kafka-processor kafka-projector kafka-upstream kafka-keystore \
-	redis-admin redis-projector redis-queryapi clickhouse-default clickhouse-projector clickhouse-queryapi saga-key; do
+	redis-admin redis-projector redis-queryapi clickhouse-default clickhouse-projector clickhouse-queryapi saga-key \
+	grafana-admin; do
 	[ -s "$n" ] || rnd >"$n"
 done
 P=$(cat kafka-keystore)
@@ -56,11 +76,14 @@ sed -e "s#@ADMIN_PASSWORD@#$(cat redis-admin)#" -e "s#@PROJECTOR_PASSWORD@#$(cat
 	-e "s#@QUERYAPI_PASSWORD@#$(cat redis-queryapi)#" "$TEMPLATES/users.acl" >"$S/redis/users.acl"
 cp redis-admin "$S/redis/admin"
 
-# ClickHouse.
+# ClickHouse. The read-only profile may set max_execution_time up to its
+# own 10 s (Grafana's plugin sets it on every query; see
+# deploy/compose/clickhouse-config.xml).
 sum() { printf '%s' "$(cat "$1")" | sha256sum | cut -c1-64; }
 sed -e "s#@DEFAULT_SHA256@#$(sum clickhouse-default)#" -e "s#@PROJECTOR_SHA256@#$(sum clickhouse-projector)#" \
 	-e "s#@QUERYAPI_SHA256@#$(sum clickhouse-queryapi)#" \
 	-e 's#<ip>::1</ip>#<ip>::/0</ip>#' -e '/<ip>127.0.0.1<\/ip>/d' \
+	-e 's#<max_execution_time>10</max_execution_time>#&<constraints><max_execution_time><max>10</max><changeable_in_readonly/></max_execution_time></constraints>#' \
 	"$TEMPLATES/users.xml" >"$S/clickhouse/users.xml"
 cp clickhouse-default "$S/clickhouse/default"
 
@@ -69,6 +92,7 @@ cp kafka-admin kafka-gateway kafka-processor kafka-projector redis-projector red
 	clickhouse-projector clickhouse-queryapi saga-key "$S/app/"
 cp ca.pem "$S/app/ca.pem"
 chmod 644 "$S/app/ca.pem"
+grafana
 
 # The services' images run as users of their own: their folders are
 # readable inside their containers (where nothing else runs).
