@@ -40,27 +40,6 @@ func TestClickHouseClusterContract(t *testing.T) {
 	})
 }
 
-// perAggregateOn counts the rows of each aggregate in one server's local
-// events table.
-func perAggregateOn(t *testing.T, conn driver.Conn, table string) map[string]uint64 {
-	t.Helper()
-	rows, err := conn.Query(ctxFor(t), "SELECT aggregate_id, count() FROM "+table+" GROUP BY aggregate_id")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	out := map[string]uint64{}
-	for rows.Next() {
-		var id string
-		var n uint64
-		if err := rows.Scan(&id, &n); err != nil {
-			t.Fatal(err)
-		}
-		out[id] = n
-	}
-	return out
-}
-
 // TestClickHouseClusterShardsByAccount: every account's events live on one shard, on
 // both of its replicas (the insert quorum), nothing is inserted twice across
 // redeliveries, and the readers through the Distributed tables (FINAL,

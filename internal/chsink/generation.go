@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
@@ -49,8 +48,7 @@ func (m Marker) table() string { return m.db + "." + MarkerTable }
 func (m Marker) Ensure(ctx context.Context) error {
 	engine := "MergeTree"
 	if m.o.Cluster != "" {
-		path := strings.NewReplacer("{shard}", "all", "{db}", m.db, "{table}", MarkerTable).Replace(m.o.withDefaults().ZKPath)
-		engine = "ReplicatedMergeTree('" + path + "', '{replica}')"
+		engine = "ReplicatedMergeTree('" + ddl{m.o}.zkPath(MarkerTable, "all") + "', '{replica}')"
 	}
 	q := "CREATE TABLE IF NOT EXISTS " + m.table() + ddl{m.o}.onCluster() + ` (
     seq UInt64,

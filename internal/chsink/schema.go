@@ -202,16 +202,23 @@ func (d ddl) engine(kind, args, table string) string {
 	if d.o.Cluster == "" {
 		return kind + "(" + args + ")"
 	}
-	db := d.o.Database
-	if db == "" {
-		db = "default"
-	}
-	path := strings.NewReplacer("{db}", db, "{table}", table).Replace(d.o.ZKPath)
-	a := "'" + path + "', '{replica}'"
+	a := "'" + d.zkPath(table, "{shard}") + "', '{replica}'"
 	if args != "" {
 		a += ", " + args
 	}
 	return "Replicated" + kind + "(" + a + ")"
+}
+
+// zkPath is the ZooKeeper path of the Replicated table called table: the
+// ZKPath template with {db} and {table} filled in and {shard} replaced by
+// shard ("{shard}" keeps the server's macro; a fixed name makes one path
+// for a table every server replicates).
+func (d ddl) zkPath(table, shard string) string {
+	db := d.o.Database
+	if db == "" {
+		db = "default"
+	}
+	return strings.NewReplacer("{shard}", shard, "{db}", db, "{table}", table).Replace(d.o.withDefaults().ZKPath)
 }
 
 // eventColumns are ledger_events' columns in INSERT order.

@@ -518,36 +518,29 @@ func (v *View) scanVersions(ctx context.Context, q string, args []any, out map[s
 // again as that whole INSERT, unchanged (see sentBlocks); the others go in
 // new INSERTs, remembered before they are sent.
 func (v *View) insertEvents(ctx context.Context, rows []eventRow) error {
-	now := time.Now().UTC().Truncate(time.Second)
-	if v.sent == nil {
-		for i := range rows {
-			rows[i].InsertedAt = now
-		}
-		for len(rows) > 0 {
-			n := min(len(rows), v.opts.BatchRows)
-			if err := v.sendEvents(ctx, rows[:n]); err != nil {
+	fresh := rows
+	if v.sent != nil {
+		var replays []*sentBlock
+		replays, fresh = v.sent.split(rows)
+		for _, b := range replays {
+			if err := v.sendEvents(ctx, b.rows); err != nil {
 				return err
 			}
-			rows = rows[n:]
-		}
-		return nil
-	}
-	replays, fresh := v.sent.split(rows)
-	for _, b := range replays {
-		if err := v.sendEvents(ctx, b.rows); err != nil {
-			return err
 		}
 	}
+	now := time.Now().UTC().Truncate(time.Second)
 	for i := range fresh {
 		fresh[i].InsertedAt = now
 	}
 	for len(fresh) > 0 {
-		n := min(len(fresh), v.opts.BatchRows)
-		b := v.sent.remember(fresh[:n])
-		if err := v.sendEvents(ctx, b.rows); err != nil {
+		chunk := fresh[:min(len(fresh), v.opts.BatchRows)]
+		fresh = fresh[len(chunk):]
+		if v.sent != nil {
+			chunk = v.sent.remember(chunk).rows
+		}
+		if err := v.sendEvents(ctx, chunk); err != nil {
 			return err
 		}
-		fresh = fresh[n:]
 	}
 	return nil
 }

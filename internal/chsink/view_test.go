@@ -219,21 +219,7 @@ func TestViewMatchesFoldAndRedeliveryIsNoop(t *testing.T) {
 
 	events, balances := tablesOf(0).events, tablesOf(0).balances
 	perAggregate := func(final string) map[string]uint64 {
-		rows, err := conn.Query(ctxFor(t), "SELECT aggregate_id, count() FROM "+opts.Database+"."+events+final+" GROUP BY aggregate_id")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer rows.Close()
-		out := map[string]uint64{}
-		for rows.Next() {
-			var id string
-			var n uint64
-			if err := rows.Scan(&id, &n); err != nil {
-				t.Fatal(err)
-			}
-			out[id] = n
-		}
-		return out
+		return perAggregateOn(t, conn, opts.Database+"."+events+final)
 	}
 	check := func(stage string) {
 		t.Helper()
@@ -279,6 +265,27 @@ func TestViewMatchesFoldAndRedeliveryIsNoop(t *testing.T) {
 	}
 
 	checkHourlyExact(t, conn, opts, v)
+}
+
+// perAggregateOn counts the rows of each aggregate in table (an events
+// table, with FINAL or without, or one server's local one).
+func perAggregateOn(t *testing.T, conn driver.Conn, table string) map[string]uint64 {
+	t.Helper()
+	rows, err := conn.Query(ctxFor(t), "SELECT aggregate_id, count() FROM "+table+" GROUP BY aggregate_id")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	out := map[string]uint64{}
+	for rows.Next() {
+		var id string
+		var n uint64
+		if err := rows.Scan(&id, &n); err != nil {
+			t.Fatal(err)
+		}
+		out[id] = n
+	}
+	return out
 }
 
 // checkHourlyExact compares the summing hourly volume (which counts every
