@@ -339,18 +339,18 @@ func (s *Sink) pipeline(ctx context.Context, chunk []call) error {
 	if s.opts.WaitReplicas > 0 {
 		return s.pipelineWait(ctx, chunk)
 	}
-	return s.send(ctx, s.rdb.Pipeline(), chunk, nil)
+	return s.send(ctx, s.rdb.Pipeline(), chunk, false)
 }
 
-// send runs chunk in pipe, followed by wait when not nil.
-func (s *Sink) send(ctx context.Context, pipe redis.Pipeliner, chunk []call, wait func(redis.Pipeliner) *redis.Cmd) error {
+// send runs chunk in pipe, followed by WAIT WaitReplicas when wait is set.
+func (s *Sink) send(ctx context.Context, pipe redis.Pipeliner, chunk []call, wait bool) error {
 	cmds := make([]*redis.Cmd, len(chunk))
 	for i, c := range chunk {
 		cmds[i] = c.script.EvalSha(ctx, pipe, c.keys, c.args...)
 	}
 	var acked *redis.Cmd
-	if wait != nil {
-		acked = wait(pipe)
+	if wait {
+		acked = pipe.Do(ctx, "WAIT", s.opts.WaitReplicas, s.opts.WaitTimeout.Milliseconds())
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		for _, c := range cmds {
@@ -385,12 +385,9 @@ func (s *Sink) send(ctx context.Context, pipe redis.Pipeliner, chunk []call, wai
 // Cluster the calls are grouped by the master of their keys (every key of
 // a call shares a hash tag) and the masters are written in parallel.
 func (s *Sink) pipelineWait(ctx context.Context, chunk []call) error {
-	wait := func(p redis.Pipeliner) *redis.Cmd {
-		return p.Do(ctx, "WAIT", s.opts.WaitReplicas, s.opts.WaitTimeout.Milliseconds())
-	}
 	cc, ok := s.rdb.(*redis.ClusterClient)
 	if !ok {
-		return s.send(ctx, s.rdb.Pipeline(), chunk, wait)
+		return s.send(ctx, s.rdb.Pipeline(), chunk, true)
 	}
 	groups := map[*redis.Client][]call{}
 	for _, c := range chunk {
@@ -402,7 +399,7 @@ func (s *Sink) pipelineWait(ctx context.Context, chunk []call) error {
 	}
 	errs := make(chan error, len(groups))
 	for node, calls := range groups {
-		go func() { errs <- s.send(ctx, node.Pipeline(), calls, wait) }()
+		go func() { errs <- s.send(ctx, node.Pipeline(), calls, true) }()
 	}
 	var all []error
 	for range groups {
