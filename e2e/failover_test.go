@@ -6,8 +6,6 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
-	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -124,13 +122,15 @@ type fault struct {
 	outage, slowest time.Duration // longest time without a processed command; slowest command sent in the window
 }
 
-// timeline records when each command came back processed (accepted or
-// rejected), to measure the outage a fault caused.
+// timeline records each command that came back processed (accepted or
+// rejected): when it was sent and when its answer came, in answer order,
+// to measure the outage a fault caused.
 type timeline struct {
-	mu   sync.Mutex
-	done []time.Time
-	sent map[time.Time]time.Duration // send time → time to outcome
+	mu      sync.Mutex
+	answers []answer
 }
+
+type answer struct{ sent, done time.Time }
 
 func (tl *timeline) observe(_ workload.Command, out loadgen.Outcome, sent time.Time, err error) {
 	if err != nil || (out.Result != "accepted" && out.Result != "rejected") {
@@ -138,9 +138,7 @@ func (tl *timeline) observe(_ workload.Command, out loadgen.Outcome, sent time.T
 	}
 	tl.mu.Lock()
 	defer tl.mu.Unlock()
-	now := time.Now()
-	tl.done = append(tl.done, now)
-	tl.sent[sent] = now.Sub(sent)
+	tl.answers = append(tl.answers, answer{sent: sent, done: time.Now()})
 }
 
 // measure fills in f's outage: the longest stretch in [f.at, until) with no
@@ -148,25 +146,18 @@ func (tl *timeline) observe(_ workload.Command, out loadgen.Outcome, sent time.T
 func (tl *timeline) measure(f *fault, until time.Time) {
 	tl.mu.Lock()
 	defer tl.mu.Unlock()
-	times := slices.Clone(tl.done)
-	sort.Slice(times, func(i, j int) bool { return times[i].Before(times[j]) })
 	last := f.at
-	for _, d := range times {
-		if d.Before(f.at) {
+	for _, a := range tl.answers { // in answer order: observe appends as they come
+		if !a.sent.Before(f.at) && a.sent.Before(until) {
+			f.slowest = max(f.slowest, a.done.Sub(a.sent))
+		}
+		if a.done.Before(f.at) || a.done.After(until) {
 			continue
 		}
-		if d.After(until) {
-			break
-		}
-		f.outage = max(f.outage, d.Sub(last))
-		last = d
+		f.outage = max(f.outage, a.done.Sub(last))
+		last = a.done
 	}
 	f.outage = max(f.outage, until.Sub(last))
-	for sent, took := range tl.sent {
-		if !sent.Before(f.at) && sent.Before(until) {
-			f.slowest = max(f.slowest, took)
-		}
-	}
 }
 
 // TestFailoverUnderLoad: while a steady workload runs through the HTTP API,
@@ -200,7 +191,7 @@ func TestFailoverUnderLoad(t *testing.T) {
 	wl := workload.Options{Seed: 15, Accounts: 150, Commands: int(rate * 600), IDPrefix: testenv.ID(t) + "-"}
 	loadCtx, stopLoad := context.WithCancel(ctx)
 	defer stopLoad()
-	tl := &timeline{sent: map[time.Time]time.Duration{}}
+	tl := &timeline{}
 	var undecided []workload.Command // pending or failed: the outcome is asked for at the end
 	var undecidedMu sync.Mutex
 	cl := loadgen.NewClient("http://"+ingest.addr, "http://"+query.addr, apiTokens, 64)
