@@ -25,6 +25,11 @@ type Names struct {
 	Commands, Events, Snapshots, Results, DLQ string
 }
 
+// MaxCompactionLag bounds how long a record of a compacted topic stays on
+// disk after a newer one under its key: how long an erasure's originals
+// outlive their redacted copies.
+const MaxCompactionLag = 24 * time.Hour
+
 // NamesFor returns the topic names under prefix.
 func NamesFor(prefix string) Names {
 	return Names{
@@ -131,6 +136,9 @@ func Declare(o Options) []Topic {
 			"retention.bytes":       "-1",
 			"delete.retention.ms":   ms(7 * 24 * time.Hour),
 			"min.compaction.lag.ms": "0",
+			// An erasure's redacted copies (ledgerctl erase) replace
+			// their originals on disk within this bound.
+			"max.compaction.lag.ms": ms(MaxCompactionLag),
 		}),
 		// Latest state per aggregate; short segments so compaction keeps the
 		// topic close to one record per aggregate and restores stay fast.
@@ -139,11 +147,13 @@ func Declare(o Options) []Topic {
 			"retention.ms":              "-1",
 			"segment.ms":                ms(time.Hour),
 			"min.cleanable.dirty.ratio": "0.1",
+			"max.compaction.lag.ms":     ms(MaxCompactionLag),
 		}),
 		topic(n.Results, RoleResults, true, map[string]string{
-			"cleanup.policy": "compact,delete",
-			"retention.ms":   ms(o.ResultRetention),
-			"segment.ms":     ms(time.Hour),
+			"cleanup.policy":        "compact,delete",
+			"retention.ms":          ms(o.ResultRetention),
+			"segment.ms":            ms(time.Hour),
+			"max.compaction.lag.ms": ms(MaxCompactionLag),
 		}),
 		topic(n.DLQ, RoleDLQ, false, map[string]string{
 			"cleanup.policy": "delete",

@@ -40,53 +40,89 @@ func main() {
 }
 
 func run(args []string, out io.Writer) error {
-	var (
-		kcfg       config.Kafka
-		output     string
-		partitions bool
-		timeout    time.Duration
-	)
-	statusFS := flag.NewFlagSet("ledgerctl status", flag.ContinueOnError)
-	kcfg.RegisterFlags(statusFS, "ledgerctl")
-	statusFS.StringVar(&output, "output", "table", "table or json (OUTPUT)")
-	statusFS.BoolVar(&partitions, "partitions", false, "one line per partition (PARTITIONS)")
-	statusFS.DurationVar(&timeout, "timeout", 30*time.Second, "give up after this long (TIMEOUT)")
-	status := &ffcli.Command{
-		Name:       "status",
-		ShortUsage: "ledgerctl status [--partitions] [--output table|json] [flags]",
-		ShortHelp:  "the ledger's consumer groups: state, members, lag in records and in seconds",
-		FlagSet:    statusFS,
-		Options:    []ff.Option{ff.WithEnvVars()},
-		Exec: func(ctx context.Context, _ []string) error {
-			errs := []error{kcfg.Validate()}
-			if output != "table" && output != "json" {
-				errs = append(errs, fmt.Errorf("output %q: want table or json", output))
-			}
-			if timeout <= 0 {
-				errs = append(errs, fmt.Errorf("timeout %s: must be positive", timeout))
-			}
-			if err := errors.Join(errs...); err != nil {
-				return fmt.Errorf("configuration:\n%w", err)
-			}
-			ctx, cancel := context.WithTimeout(ctx, timeout)
-			defer cancel()
-			groups, err := Status(ctx, kcfg)
-			if err != nil {
-				return err
-			}
-			return write(out, groups, output, partitions)
-		},
-	}
 	root := &ffcli.Command{
 		ShortUsage:  "ledgerctl <subcommand> [flags]",
-		Subcommands: []*ffcli.Command{status},
+		Subcommands: []*ffcli.Command{statusCmd(out), dlqCmd(out), replayCmd(out), eraseCmd(out)},
 		Exec: func(context.Context, []string) error {
-			return fmt.Errorf("a subcommand: status (ledgerctl -h)")
+			return fmt.Errorf("a subcommand: status, dlq, replay, erase (ledgerctl -h)")
 		},
 	}
 	ctx, cancel := ops.SignalContext()
 	defer cancel()
 	return root.ParseAndRun(ctx, args)
+}
+
+// common holds the flags every subcommand has: the brokers, the output
+// format and the time limit.
+type common struct {
+	kafka   config.Kafka
+	output  string
+	timeout time.Duration
+}
+
+func newCommon(fs *flag.FlagSet, timeout time.Duration) *common {
+	c := &common{}
+	c.kafka.RegisterFlags(fs, "ledgerctl")
+	fs.StringVar(&c.output, "output", "table", "table or json (OUTPUT)")
+	fs.DurationVar(&c.timeout, "timeout", timeout, "give up after this long (TIMEOUT)")
+	return c
+}
+
+// check validates the common flags and extra problems, and returns the
+// context bounded by --timeout.
+func (c *common) check(ctx context.Context, extra ...error) (context.Context, context.CancelFunc, error) {
+	errs := append([]error{c.kafka.Validate()}, extra...)
+	if c.output != "table" && c.output != "json" {
+		errs = append(errs, fmt.Errorf("output %q: want table or json", c.output))
+	}
+	if c.timeout <= 0 {
+		errs = append(errs, fmt.Errorf("timeout %s: must be positive", c.timeout))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, nil, fmt.Errorf("configuration:\n%w", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	return ctx, cancel, nil
+}
+
+func statusCmd(out io.Writer) *ffcli.Command {
+	fs := flag.NewFlagSet("ledgerctl status", flag.ContinueOnError)
+	c := newCommon(fs, 30*time.Second)
+	partitions := fs.Bool("partitions", false, "one line per partition (PARTITIONS)")
+	return &ffcli.Command{
+		Name:       "status",
+		ShortUsage: "ledgerctl status [--partitions] [--output table|json] [flags]",
+		ShortHelp:  "the ledger's consumer groups: state, members, lag in records and in seconds; the DLQ's newest record",
+		FlagSet:    fs,
+		Options:    []ff.Option{ff.WithEnvVars()},
+		Exec: func(ctx context.Context, _ []string) error {
+			ctx, cancel, err := c.check(ctx)
+			if err != nil {
+				return err
+			}
+			defer cancel()
+			st, err := Status(ctx, c.kafka)
+			if err != nil {
+				return err
+			}
+			return write(out, st, c.output, *partitions)
+		},
+	}
+}
+
+// StatusReport is what status shows.
+type StatusReport struct {
+	Groups []Group    `json:"groups"`
+	DLQ    DLQSummary `json:"dlq"`
+}
+
+// DLQSummary is the dead-letter topic at a glance.
+type DLQSummary struct {
+	Topic   string `json:"topic"`
+	Records int64  `json:"records"` // between the start and end offsets
+	// NewestAgeSeconds is the age of the newest record; -1 when there is
+	// none.
+	NewestAgeSeconds float64 `json:"newest_age_seconds"`
 }
 
 // Group is one consumer group of the ledger as status shows it.
@@ -95,6 +131,7 @@ type Group struct {
 	Topic      string      `json:"topic"`
 	State      string      `json:"state"`
 	Members    int         `json:"members"`
+	Instances  []string    `json:"instances"`   // client id @ host of each member
 	Lag        int64       `json:"lag"`         // records between the committed offsets and the end (commit markers included)
 	LagSeconds float64     `json:"lag_seconds"` // age of the oldest record not consumed yet; 0 when none
 	Partitions []Partition `json:"partitions"`
@@ -114,7 +151,16 @@ type Partition struct {
 // generation, on the events topic), its committed offsets against the
 // topic's ends, and the age of the first record each group has not
 // consumed, read read_committed.
-func Status(ctx context.Context, cfg config.Kafka) ([]Group, error) {
+func Status(ctx context.Context, cfg config.Kafka) (StatusReport, error) {
+	groups, err := groupStatus(ctx, cfg)
+	if err != nil {
+		return StatusReport{}, err
+	}
+	d, err := dlqSummary(ctx, cfg)
+	return StatusReport{Groups: groups, DLQ: d}, err
+}
+
+func groupStatus(ctx context.Context, cfg config.Kafka) ([]Group, error) {
 	cl, err := kafkax.NewClient(cfg)
 	if err != nil {
 		return nil, err
@@ -159,6 +205,10 @@ func Status(ctx context.Context, cfg config.Kafka) ([]Group, error) {
 		}
 		d := described[g.Group]
 		g.State, g.Members = d.State, len(d.Members)
+		for _, m := range d.Members {
+			g.Instances = append(g.Instances, m.ClientID+"@"+strings.TrimPrefix(m.ClientHost, "/"))
+		}
+		sort.Strings(g.Instances)
 		committed, err := adm.FetchOffsets(ctx, g.Group)
 		if err != nil {
 			return nil, fmt.Errorf("offsets of %s: %w", g.Group, err)
@@ -232,21 +282,81 @@ func firstStamps(ctx context.Context, cfg config.Kafka, topic string, from map[i
 	return out, ctx.Err()
 }
 
-func write(w io.Writer, groups []Group, output string, partitions bool) error {
+// dlqSummary counts the DLQ's records and reads the newest one's time.
+func dlqSummary(ctx context.Context, cfg config.Kafka) (DLQSummary, error) {
+	topic := topology.NamesFor(cfg.TopicPrefix).DLQ
+	out := DLQSummary{Topic: topic, NewestAgeSeconds: -1}
+	cl, err := kafkax.NewClient(cfg)
+	if err != nil {
+		return out, err
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	starts, ends, err := offsetRange(ctx, adm, topic)
+	if err != nil {
+		return out, err
+	}
+	last := map[int32]int64{}
+	ends.Each(func(e kadm.ListedOffset) {
+		s, _ := starts.Lookup(topic, e.Partition)
+		out.Records += e.Offset - s.Offset
+		if e.Offset > s.Offset {
+			last[e.Partition] = e.Offset - 1
+		}
+	})
+	stamps, err := firstStamps(ctx, cfg, topic, last)
+	if err != nil {
+		return out, fmt.Errorf("the newest DLQ records: %w", err)
+	}
+	for _, at := range stamps {
+		age := max(time.Since(at).Seconds(), 0)
+		if out.NewestAgeSeconds < 0 || age < out.NewestAgeSeconds {
+			out.NewestAgeSeconds = age
+		}
+	}
+	return out, nil
+}
+
+// offsetRange lists the start and end offsets of topic.
+func offsetRange(ctx context.Context, adm *kadm.Client, topic string) (starts, ends kadm.ListedOffsets, err error) {
+	if starts, err = adm.ListStartOffsets(ctx, topic); err == nil {
+		err = starts.Error()
+	}
+	if err == nil {
+		if ends, err = adm.ListEndOffsets(ctx, topic); err == nil {
+			err = ends.Error()
+		}
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("offsets of %s: %w", topic, err)
+	}
+	return starts, ends, nil
+}
+
+func write(w io.Writer, st StatusReport, output string, partitions bool) error {
 	if output == "json" {
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(groups)
+		return writeJSON(w, st)
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "GROUP\tTOPIC\tSTATE\tMEMBERS\tLAG\tLAG SECONDS")
-	for _, g := range groups {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%.1f\n", g.Group, g.Topic, g.State, g.Members, g.Lag, g.LagSeconds)
+	fmt.Fprintln(tw, "GROUP\tTOPIC\tSTATE\tMEMBERS\tLAG\tLAG SECONDS\tINSTANCES")
+	for _, g := range st.Groups {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%.1f\t%s\n", g.Group, g.Topic, g.State, g.Members, g.Lag, g.LagSeconds, strings.Join(g.Instances, " "))
 		if partitions {
 			for _, p := range g.Partitions {
 				fmt.Fprintf(tw, "  partition %d\tcommitted %d\tend %d\t\t%d\t%.1f\n", p.Partition, p.Committed, p.End, p.Lag, p.LagSeconds)
 			}
 		}
 	}
+	newest := "none"
+	if st.DLQ.NewestAgeSeconds >= 0 {
+		newest = fmt.Sprintf("%.1f s ago", st.DLQ.NewestAgeSeconds)
+	}
+	fmt.Fprintf(tw, "\nDLQ %s\t%d records\tnewest %s\n", st.DLQ.Topic, st.DLQ.Records, newest)
 	return tw.Flush()
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
 }

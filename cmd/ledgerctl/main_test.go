@@ -65,11 +65,14 @@ func TestStatus(t *testing.T) {
 		if err := run(append(append([]string{"status"}, env...), args...), &out); err != nil {
 			t.Fatal(err)
 		}
-		var gs []Group
-		if err := json.Unmarshal(out.Bytes(), &gs); err != nil {
+		var st StatusReport
+		if err := json.Unmarshal(out.Bytes(), &st); err != nil {
 			t.Fatalf("%v: %s", err, out.String())
 		}
-		return gs
+		if st.DLQ.Topic != names.DLQ || st.DLQ.Records != 0 || st.DLQ.NewestAgeSeconds != -1 {
+			t.Errorf("status of an empty DLQ: %+v", st.DLQ)
+		}
+		return st.Groups
 	}
 	gs := status("--output", "json")
 	if len(gs) != 1 || gs[0].Group != group || gs[0].Topic != names.Commands || gs[0].Lag != 12 || gs[0].LagSeconds < 2 || len(gs[0].Partitions) != 3 {

@@ -60,6 +60,7 @@ type View struct {
 	t    tables
 
 	accounts map[string]projection.AccountView // stored state; Version 0 = none
+	erased   map[string]bool                   // accounts Redact blanked: their rows are written without an owner
 	parts    map[int32]*position               // what ledger_events holds of each partition
 
 	// On a cluster: the last INSERTs of events, row for row, by the
@@ -79,6 +80,7 @@ func NewView(conn driver.Conn, opts Options) (*View, error) {
 	v := &View{
 		conn: conn, opts: opts, d: ddl{opts}, t: tablesOf(opts.Generation),
 		accounts: map[string]projection.AccountView{},
+		erased:   map[string]bool{},
 		parts:    map[int32]*position{},
 	}
 	if opts.Cluster != "" {
@@ -214,7 +216,7 @@ func (v *View) Apply(ctx context.Context, batch []projection.Event) error {
 		if _, cached := v.accounts[r.AggregateID]; cached {
 			continue
 		}
-		if r.Version == 1 && fresh[i] {
+		if r.Version == 1 && fresh[i] && !batch[i].Redacted { // an erasure's copy follows its original
 			v.accounts[r.AggregateID] = projection.AccountView{}
 			continue
 		}
@@ -660,6 +662,11 @@ func (v *View) insertBalances(ctx context.Context, states map[string]projection.
 			return fmt.Errorf("clickhouse: insert balances: %w", err)
 		}
 		for _, st := range chunk {
+			if v.erased[st.AccountID] {
+				// Its state may have been read back before the
+				// mutation that blanks it was done.
+				st.Owner = ""
+			}
 			err := b.Append(st.AccountID, st.Owner, st.Currency, st.Balance, st.OverdraftLimit, st.Status,
 				uint64(max(st.Version, 0)), st.UpdatedAt, st.UpdatedAt.UnixMilli())
 			if err != nil {

@@ -106,3 +106,42 @@ func (f Facts) Magnitude() int64 {
 	}
 	return f.Amount
 }
+
+// Redact blanks, in place, the personal data a decoded record carries (a
+// pointer to a generated event, snapshot or command result): the owner,
+// the issuer's free-text reference and the caller's correlation id. Ids,
+// versions, amounts, balances, currencies and times stay, so whatever folds
+// the record folds it as before. It reports whether anything changed; ok is
+// false for a value it does not know.
+func Redact(v any) (changed, ok bool) {
+	blank := func(fields ...*string) {
+		for _, f := range fields {
+			if *f != "" {
+				*f, changed = "", true
+			}
+		}
+	}
+	switch x := v.(type) {
+	case *AccountOpened:
+		blank(&x.Owner, &x.CorrelationID)
+	case *FundsDeposited:
+		blank(&x.Reference, &x.CorrelationID)
+	case *FundsWithdrawn:
+		blank(&x.Reference, &x.CorrelationID)
+	case *TransferDebited:
+		blank(&x.CorrelationID)
+	case *TransferCredited:
+		blank(&x.CorrelationID)
+	case *TransferRefunded:
+		blank(&x.CorrelationID)
+	case *AccountClosed:
+		blank(&x.CorrelationID)
+	case *AccountSnapshot:
+		blank(&x.Owner)
+	case *CommandResult:
+		blank(&x.CorrelationID)
+	default:
+		return false, false
+	}
+	return changed, true
+}

@@ -105,6 +105,7 @@ func FromRecord(r *kgo.Record) (Event, error) {
 		return Event{}, fmt.Errorf("event at %s/%d@%d: %w", r.Topic, r.Partition, r.Offset, err)
 	}
 	e.Partition, e.Offset = r.Partition, r.Offset
+	_, e.Redacted = kafkax.Header(r, HeaderRedacted)
 	return e, nil
 }
 

@@ -23,6 +23,25 @@ type Event struct {
 	Version     int64
 	CommandID   string
 	OccurredAt  time.Time
+	// Redacted: the record carries HeaderRedacted, a copy of an earlier
+	// event under the same key with its personal data blanked
+	// (codec.Redact) by an erasure.
+	Redacted bool
+}
+
+// HeaderRedacted marks a record of the events, snapshots or command-results
+// topic that ledgerctl erase wrote in place of an earlier one under the same
+// key, with its personal data blanked; its value is the erasure's time.
+const HeaderRedacted = "redacted"
+
+// Redactor is a sink that can blank, in what it already holds, the personal
+// data of events it applied before (the fields codec.Redact blanks). The
+// projectors call it with every redacted copy they read, after Apply:
+// Apply skips a copy whose version the view holds, and Redact then blanks
+// the view's copy. It must be idempotent and leave alone what it does not
+// hold.
+type Redactor interface {
+	Redact(ctx context.Context, events []Event) error
 }
 
 // Sink applies events to one read model.

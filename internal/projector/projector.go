@@ -457,6 +457,9 @@ func apply(ctx context.Context, sink projection.Sink, results ResultSink, events
 		if err := sink.Apply(ctx, events); err != nil {
 			return fmt.Errorf("sink %s: apply %d events: %w", sink.Name(), len(events), err)
 		}
+		if err := redact(ctx, sink, events); err != nil {
+			return err
+		}
 	}
 	if len(outcomes) > 0 && results != nil {
 		if err := results.ApplyOutcomes(ctx, outcomes); err != nil {
@@ -464,6 +467,38 @@ func apply(ctx context.Context, sink projection.Sink, results ResultSink, events
 		}
 	}
 	return nil
+}
+
+// redact hands the redacted copies among events (an erasure's) to sink,
+// when it is a projection.Redactor, so that it blanks what it holds of them.
+func redact(ctx context.Context, sink projection.Sink, events []projection.Event) error {
+	r, ok := sink.(projection.Redactor)
+	if !ok {
+		return nil
+	}
+	var red []projection.Event
+	for _, e := range events {
+		if e.Redacted {
+			red = append(red, e)
+		}
+	}
+	if len(red) == 0 {
+		return nil
+	}
+	if err := r.Redact(ctx, red); err != nil {
+		return fmt.Errorf("sink %s: redact %d events: %w", sink.Name(), len(red), err)
+	}
+	return nil
+}
+
+func countRedacted(events []projection.Event) int {
+	n := 0
+	for _, e := range events {
+		if e.Redacted {
+			n++
+		}
+	}
+	return n
 }
 
 // flush applies the pending batch and, once the sinks report it durable,
@@ -499,6 +534,9 @@ func (p *Projector) flush(ctx context.Context, log *slog.Logger) error {
 	}
 	p.setFailing(nil)
 	p.failures = 0
+	if n := countRedacted(events); n > 0 {
+		log.Info("applied an erasure's redacted copies", "events", n)
+	}
 	p.m.batches.Inc()
 	p.m.events.Add(float64(len(events)))
 	p.m.outcomes.Add(float64(len(outcomes)))

@@ -392,6 +392,9 @@ func (pt *part) handle(r *kgo.Record) error {
 	if len(r.Key) == 0 {
 		return pt.dlq(r, "", "empty key", nil)
 	}
+	if c, ok := kafkax.Header(r, HeaderControl); ok {
+		return pt.control(r, string(c))
+	}
 	value := r.Value
 	if id, ok := codec.ConfluentID(value); ok {
 		// The Confluent wire format, read through the schema registry.
@@ -688,6 +691,30 @@ func recordSize(r *kgo.Record) int {
 	return n
 }
 
+// control handles a control record (HeaderControl). ControlSnapshot marks
+// the key's aggregate changed, so the batch writes its snapshot again; an
+// aggregate the partition does not hold is nothing to do.
+func (pt *part) control(r *kgo.Record, what string) error {
+	p := pt.b.p
+	if what != ControlSnapshot {
+		return pt.dlq(r, "", fmt.Sprintf("unknown control %q: want %q", domain.Clip(what), ControlSnapshot), nil)
+	}
+	if want := kafkax.KeyPartition(r.Key, p.nparts); want != r.Partition {
+		return pt.dlq(r, "", fmt.Sprintf("misrouted: key hashes to partition %d with Kafka's murmur2 partitioner", want), nil)
+	}
+	id := string(r.Key)
+	a := pt.account(id)
+	if a.Version == 0 {
+		p.log.Info("snapshot asked for an aggregate this partition does not hold", "aggregate", domain.Clip(id))
+		return nil
+	}
+	if _, ok := pt.accounts[id]; !ok {
+		pt.touched = append(pt.touched, id)
+	}
+	pt.accounts[id] = a
+	return nil
+}
+
 // dlq copies r to the DLQ topic with the reason in its headers. When the
 // record is a command with an id (in is set), the command also gets its
 // final outcome: a rejected result with the reason dead_lettered that
@@ -702,6 +729,11 @@ func (pt *part) dlq(r *kgo.Record, typ, reason string, in *input) error {
 	}
 	if typ != "" {
 		hs = append(hs, kgo.RecordHeader{Key: HeaderType, Value: []byte(typ)})
+	}
+	for _, k := range []string{HeaderAttempt, HeaderRetryOf} {
+		if v, ok := kafkax.Header(r, k); ok {
+			hs = append(hs, kgo.RecordHeader{Key: k, Value: v})
+		}
 	}
 	rec := &kgo.Record{
 		Topic:     p.names.DLQ,

@@ -157,10 +157,11 @@ func toSnapshot(a domain.Account) *codec.AccountSnapshot {
 	if a.Status == domain.StatusClosed {
 		status = codec.AccountStatusClosed
 	}
+	// The owner is personal data the processor never decides on: a
+	// snapshot leaves it out, so an erasure has nothing to undo here.
 	return &codec.AccountSnapshot{
 		AggregateID:    a.ID,
 		Version:        a.Version,
-		Owner:          a.Owner,
 		Currency:       a.Currency,
 		Balance:        a.Balance,
 		OverdraftLimit: a.OverdraftLimit,

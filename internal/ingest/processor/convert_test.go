@@ -103,7 +103,8 @@ func TestEventConversion(t *testing.T) {
 }
 
 // TestSnapshotRoundTrip: an account survives snapshot encoding (times at
-// millisecond precision, as the schema stores them).
+// millisecond precision, as the schema stores them), except its owner,
+// which snapshots leave out (personal data; see toSnapshot).
 func TestSnapshotRoundTrip(t *testing.T) {
 	for _, a := range []domain.Account{
 		{ID: "a", Owner: "o", Currency: "EUR", Balance: -5, OverdraftLimit: 10, Status: domain.StatusOpen, Version: 7, UpdatedAt: at},
@@ -121,8 +122,13 @@ func TestSnapshotRoundTrip(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got != a {
-			t.Errorf("round trip: got %+v, want %+v", got, a)
+		if s.Owner != "" {
+			t.Errorf("snapshot of %s holds the owner %q", a.ID, s.Owner)
+		}
+		want := a
+		want.Owner = ""
+		if got != want {
+			t.Errorf("round trip: got %+v, want %+v", got, want)
 		}
 	}
 	for _, s := range []codec.AccountSnapshot{

@@ -52,11 +52,30 @@ const (
 	// command id.
 	HeaderCommandOffset = "command-offset"
 
+	// HeaderControl on a command record asks the processor for something
+	// other than a command; its key is the aggregate. ControlSnapshot
+	// (value empty) writes the aggregate's snapshot again in the
+	// processor's transaction: ledgerctl erase sends it so that a snapshot
+	// written before snapshots left out the owner is superseded.
+	HeaderControl   = "control"
+	ControlSnapshot = "snapshot"
+
 	// DLQ headers: why the record was not processed and where it was read.
 	HeaderError           = "error"
 	HeaderSourceTopic     = "source-topic"
 	HeaderSourcePartition = "source-partition"
 	HeaderSourceOffset    = "source-offset"
+	// HeaderAttempt on a command that ledgerctl dlq retry re-produced
+	// counts the tries (2 for the first retry); HeaderRetryOf names the DLQ
+	// record it came from ("<partition>/<offset>"). A command dead-lettered
+	// again keeps both on its new DLQ record.
+	HeaderAttempt = "dlq-attempt"
+	HeaderRetryOf = "dlq-retry-of"
+	// HeaderRetried marks a record ledgerctl dlq retry writes to the DLQ
+	// itself, in the transaction of the retry, naming the DLQ record it
+	// retried ("<partition>/<offset>"): no selection retries that record
+	// again.
+	HeaderRetried = "dlq-retried"
 )
 
 // ErrStopped is returned by Ready once Run has returned.
