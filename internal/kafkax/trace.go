@@ -24,6 +24,10 @@ func TraceOpts(tp trace.TracerProvider, group string) []kgo.Opt {
 	if tp == nil {
 		return nil
 	}
+	return []kgo.Opt{kgo.WithHooks(newTraceHooks(tp, group))}
+}
+
+func newTraceHooks(tp trace.TracerProvider, group string) traceHooks {
 	topts := []kotel.TracerOpt{
 		kotel.TracerProvider(tp),
 		kotel.TracerPropagator(propagation.TraceContext{}),
@@ -31,7 +35,7 @@ func TraceOpts(tp trace.TracerProvider, group string) []kgo.Opt {
 	if group != "" {
 		topts = append(topts, kotel.ConsumerGroup(group))
 	}
-	return []kgo.Opt{kgo.WithHooks(traceHooks{kotel.NewTracer(topts...)})}
+	return traceHooks{kotel.NewTracer(topts...)}
 }
 
 // traceHooks are kotel's tracing hooks minus control records (transaction

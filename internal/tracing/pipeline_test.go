@@ -367,6 +367,15 @@ func TestSpanTreeOfACommand(t *testing.T) {
 		}
 	}
 
+	// Every event record carries a trace context, and the projector's
+	// transaction markers (control records) get no span: no receive span of
+	// the events topic is a root.
+	for _, st := range s.find(trace.TraceID{}, n.Events+" receive", "", "") {
+		if !st.Parent.IsValid() {
+			t.Errorf("a root span %q at offset %v: a record without trace context, or a control record", st.Name, st.Attributes)
+		}
+	}
+
 	// The malformed traceparent from a caller: a new root, still accepted.
 	for _, st := range s.find(trace.TraceID{}, "POST /v1/commands", "", "") {
 		if st.Parent.IsValid() && st.SpanContext.TraceID() != tid {
