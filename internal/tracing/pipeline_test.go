@@ -49,7 +49,9 @@ type pipeline struct {
 	cl    *kgo.Client // a plain client of the cluster
 }
 
-func startPipeline(t *testing.T, prefix string, tp trace.TracerProvider) *pipeline {
+// onKfake returns the connection settings of a new kfake cluster, with
+// the ledger's topics under prefix, and a plain client of it.
+func onKfake(t *testing.T, prefix string) (config.Kafka, *kgo.Client) {
 	t.Helper()
 	cluster, err := kfake.NewCluster(kfake.NumBrokers(1))
 	if err != nil {
@@ -62,7 +64,23 @@ func startPipeline(t *testing.T, prefix string, tp trace.TracerProvider) *pipeli
 		t.Fatal(err)
 	}
 	t.Cleanup(cl.Close)
-	names := testenv.Topology(t, kadm.NewClient(cl), prefix, 3)
+	testenv.Topology(t, kadm.NewClient(cl), prefix, 3)
+	return kcfg, cl
+}
+
+// onStack is onKfake on the shared Kafka of the local stack (SASL, TLS,
+// ACLs), under a prefix of the test's own.
+func onStack(t *testing.T) (config.Kafka, *kgo.Client) {
+	t.Helper()
+	prefix := testenv.TopicPrefix(t)
+	cl := testenv.KafkaClient(t)
+	testenv.Topology(t, kadm.NewClient(cl), prefix, 3)
+	return testenv.KafkaConfig(t, prefix, "tracing-test"), cl
+}
+
+func startPipeline(t *testing.T, kcfg config.Kafka, cl *kgo.Client, tp trace.TracerProvider) *pipeline {
+	t.Helper()
+	names := topology.NamesFor(kcfg.TopicPrefix)
 	log := slog.New(slog.DiscardHandler)
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -268,10 +286,22 @@ func (s spans) dump(tid trace.TraceID) string {
 // traceparent (on an HTTP request, on a record a direct producer wrote)
 // starts a new trace and breaks nothing.
 func TestSpanTreeOfACommand(t *testing.T) {
+	kcfg, cl := onKfake(t, "trace.")
+	checkSpanTree(t, kcfg, cl)
+}
+
+// TestSpanTreeOnTheStack is TestSpanTreeOfACommand on the local stack's
+// Kafka.
+func TestSpanTreeOnTheStack(t *testing.T) {
+	kcfg, cl := onStack(t)
+	checkSpanTree(t, kcfg, cl)
+}
+
+func checkSpanTree(t *testing.T, kcfg config.Kafka, cl *kgo.Client) {
 	exp := tracetest.NewInMemoryExporter()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp), sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.AlwaysSample())))
 	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
-	p := startPipeline(t, "trace.", tp)
+	p := startPipeline(t, kcfg, cl, tp)
 
 	p.mustAccept(t, `{"type":"OpenAccount","account_id":"acc-a","owner":"A","currency":"EUR"}`, nil)
 	p.mustAccept(t, `{"type":"DepositFunds","account_id":"acc-a","amount":1000}`, nil)
@@ -446,7 +476,8 @@ func checkCommandSpan(t *testing.T, s spans, cmd tracetest.SpanStub) {
 // pipeline writes no trace header on any record of any topic, even for a
 // caller that sends a traceparent.
 func TestOffAddsNoTraceHeaders(t *testing.T) {
-	p := startPipeline(t, "notrace.", nil)
+	kcfg, cl := onKfake(t, "notrace.")
+	p := startPipeline(t, kcfg, cl, nil)
 	tp := map[string]string{"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}
 	p.mustAccept(t, `{"type":"OpenAccount","account_id":"acc-a","owner":"A","currency":"EUR"}`, tp)
 	p.mustAccept(t, `{"type":"OpenAccount","account_id":"acc-b","owner":"B","currency":"EUR"}`, tp)
