@@ -24,6 +24,7 @@ import (
 	"github.com/cqrs-ledger/ledger/internal/ingest/processor"
 	"github.com/cqrs-ledger/ledger/internal/kafkax"
 	"github.com/cqrs-ledger/ledger/internal/ops"
+	"github.com/cqrs-ledger/ledger/internal/tracing"
 	"github.com/cqrs-ledger/ledger/topology"
 )
 
@@ -97,7 +98,13 @@ func run(args []string) error {
 			if roles.processor && noSaga {
 				log.Warn("no saga key (--insecure-trust-origin-header): any producer allowed to write the commands topic can forge saga commands")
 			}
+			traces, err := tracing.FromEnv(ctx, "ingest")
+			if err != nil {
+				return err
+			}
 			return ops.RunService(ctx, "ingest", httpCfg, log, func(s *ops.Service) error {
+				s.OnClose(func() { traces.Close(log) }) // first registered, last run
+				tp := traces.TracerProvider()
 				cl, err := kafkax.NewClient(kafka)
 				if err != nil {
 					return err
@@ -105,7 +112,7 @@ func run(args []string) error {
 				s.OnClose(cl.Close)
 				s.Ready.Add("kafka", cl.Ping)
 				if roles.processor {
-					procCfg.Kafka, procCfg.Log, procCfg.Registerer = kafka, log.With("role", "processor"), s.Registry
+					procCfg.Kafka, procCfg.Log, procCfg.Registerer, procCfg.TracerProvider = kafka, log.With("role", "processor"), s.Registry, tp
 					if procUser != "" {
 						procCfg.Kafka.SASLUser, procCfg.Kafka.SASLPassword = procUser, procPass
 					}
@@ -122,7 +129,7 @@ func run(args []string) error {
 					s.Go("processor", p.Run)
 				}
 				if roles.gateway {
-					gwCfg.Kafka, gwCfg.Log, gwCfg.Registerer = kafka, log.With("role", "gateway"), s.Registry
+					gwCfg.Kafka, gwCfg.Log, gwCfg.Registerer, gwCfg.TracerProvider = kafka, log.With("role", "gateway"), s.Registry, tp
 					g, err := gateway.New(gwCfg)
 					if err != nil {
 						return err

@@ -26,6 +26,7 @@ import (
 	"github.com/cqrs-ledger/ledger/internal/projector"
 	"github.com/cqrs-ledger/ledger/internal/rebuild"
 	"github.com/cqrs-ledger/ledger/internal/redissink"
+	"github.com/cqrs-ledger/ledger/internal/tracing"
 )
 
 func main() {
@@ -105,14 +106,20 @@ func run(args []string) error {
 			if err != nil {
 				return err
 			}
+			traces, err := tracing.FromEnv(ctx, "projector")
+			if err != nil {
+				return err
+			}
 			return ops.RunService(ctx, "projector", httpCfg, log, func(s *ops.Service) error {
+				s.OnClose(func() { traces.Close(log) }) // first registered, last run
 				cl, err := kafkax.NewClient(sc.kafka)
 				if err != nil {
 					return err
 				}
 				s.OnClose(cl.Close)
 				s.Ready.Add("kafka", cl.Ping)
-				base := projector.Config{Kafka: sc.kafka, MaxBatch: maxBatch, MaxDelay: maxDelay, SessionTimeout: session, WriteDeadline: writeDL, InstanceID: instance}
+				base := projector.Config{Kafka: sc.kafka, MaxBatch: maxBatch, MaxDelay: maxDelay, SessionTimeout: session, WriteDeadline: writeDL, InstanceID: instance,
+					TracerProvider: traces.TracerProvider()}
 				if serveRed {
 					if err := serveRedis(s, sc, base); err != nil {
 						return err

@@ -42,6 +42,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/cqrs-ledger/ledger/internal/codec"
 	"github.com/cqrs-ledger/ledger/internal/config"
@@ -114,6 +115,10 @@ type Config struct {
 	// InstanceID is the member's static group instance id (KIP-345), if it
 	// has one.
 	InstanceID string
+	// TracerProvider, when set, traces every event applied: a span per
+	// event, child of the trace context in its record's headers (trace.go).
+	// Nil: no hook, no span.
+	TracerProvider trace.TracerProvider
 }
 
 func (c *Config) defaults() {
@@ -186,6 +191,7 @@ type Projector struct {
 	cl          *kgo.Client
 	eventsTopic string
 	m           *metrics
+	tracer      trace.Tracer // nil: tracing off
 
 	// owned by the Run goroutine
 	pending  []item
@@ -253,6 +259,10 @@ func New(cfg Config) (*Projector, error) {
 	}
 	if cfg.RebalanceTimeout > 0 {
 		opts = append(opts, kgo.RebalanceTimeout(cfg.RebalanceTimeout))
+	}
+	opts = append(opts, kafkax.TraceOpts(cfg.TracerProvider, cfg.Group)...)
+	if cfg.TracerProvider != nil {
+		p.tracer = cfg.TracerProvider.Tracer(tracerName)
 	}
 	cl, err := kafkax.NewClient(cfg.Kafka, opts...)
 	if err != nil {
@@ -522,7 +532,9 @@ func (p *Projector) flush(ctx context.Context, log *slog.Logger) error {
 		deadline := time.Now().Add(p.cfg.WriteDeadline << min(p.failures, maxDeadlineShift))
 		if err = p.announce(ctx, deadline); err == nil {
 			actx, cancel := context.WithDeadline(ctx, deadline)
+			spans := p.startSpans()
 			err = apply(actx, p.cfg.Sink, p.cfg.Results, events, outcomes)
+			endSpans(spans, err)
 			cancel()
 		}
 	}

@@ -28,10 +28,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/cqrs-ledger/ledger/internal/codec"
 	"github.com/cqrs-ledger/ledger/internal/config"
 	"github.com/cqrs-ledger/ledger/internal/kafkax"
+	"github.com/cqrs-ledger/ledger/internal/tracing"
 	"github.com/cqrs-ledger/ledger/topology"
 )
 
@@ -63,6 +65,11 @@ type Config struct {
 	Log        *slog.Logger          // default slog.Default()
 	Registerer prometheus.Registerer // metrics go here; nil for none
 	Now        func() time.Time      // the clock for issued_at, default time.Now
+	// TracerProvider, when set, traces each request (a server span that
+	// continues the caller's traceparent) and the produce of its command
+	// records, whose traceparent header carries the trace to the
+	// processor. Nil: no span, no header (see docs/observability.md).
+	TracerProvider trace.TracerProvider
 }
 
 func (c *Config) setDefaults() {
@@ -124,14 +131,14 @@ func New(cfg Config) (*Gateway, error) {
 		return nil, fmt.Errorf("gateway config: %w", err)
 	}
 	names := topology.NamesFor(cfg.Kafka.TopicPrefix)
-	prod, err := kafkax.NewClient(cfg.Kafka,
+	prod, err := kafkax.NewClient(cfg.Kafka, append([]kgo.Opt{
 		kgo.DefaultProduceTopic(names.Commands),
 		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)),
 		kgo.RecordDeliveryTimeout(defaultProduceTimeout),
 		// A request waits for its records: do not linger. Records buffered
 		// while a produce request is in flight are still batched together.
 		kgo.ProducerLinger(0),
-	)
+	}, kafkax.TraceOpts(cfg.TracerProvider, "")...)...)
 	if err != nil {
 		return nil, err
 	}
@@ -152,8 +159,9 @@ func New(cfg Config) (*Gateway, error) {
 
 // Routes registers POST /v1/commands and POST /v1/commands:batch on mux.
 func (g *Gateway) Routes(mux *http.ServeMux) {
-	mux.HandleFunc("POST /v1/commands", g.handleOne)
-	mux.HandleFunc("POST /v1/commands:batch", g.handleBatch)
+	tp := g.cfg.TracerProvider
+	mux.Handle("POST /v1/commands", tracing.HTTPHandler(tp, http.MethodPost, "/v1/commands", http.HandlerFunc(g.handleOne)))
+	mux.Handle("POST /v1/commands:batch", tracing.HTTPHandler(tp, http.MethodPost, "/v1/commands:batch", http.HandlerFunc(g.handleBatch)))
 }
 
 // Ready reports whether Kafka answers and the results follower is

@@ -12,6 +12,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/cqrs-ledger/ledger/internal/codec"
 	"github.com/cqrs-ledger/ledger/internal/domain"
@@ -76,6 +77,10 @@ type batch struct {
 
 	mu         sync.Mutex
 	produceErr error
+
+	// Tracing (trace.go); nil when off.
+	txnCtx  context.Context
+	txnSpan trace.Span
 }
 
 // part is the share of a batch that comes from one owned command partition.
@@ -94,6 +99,11 @@ type part struct {
 	out  []*kgo.Record
 	refs []codec.EventRef
 	res  codec.CommandResult
+
+	// Tracing (trace.go): the current command's span context (nil when
+	// off or between commands) and the spans of the part's commands.
+	cur   context.Context
+	spans []cmdSpan
 }
 
 // newBatch splits records by partition. A record of a partition this
@@ -158,7 +168,11 @@ func (b *batch) handleAll() error {
 // state of every aggregate they changed.
 func (pt *part) handleAll() error {
 	for _, r := range pt.records {
-		if err := pt.handle(r); err != nil {
+		pt.startCommand(r)
+		before := pt.outcomes
+		err := pt.handle(r)
+		pt.endCommand(before)
+		if err != nil {
 			return err
 		}
 	}
@@ -186,6 +200,8 @@ func (p *Processor) processBatch(ctx context.Context, sess *kgo.GroupTransactSes
 	if err := sess.Begin(); err != nil {
 		return fmt.Errorf("processor: begin transaction: %w", err)
 	}
+	b.startTxn(len(records))
+	txnOutcome := "unknown" // how the spans end (trace.go)
 	if internalErr == nil {
 		promise := b.onProduced
 		b.emit = func(rec *kgo.Record) { sess.Produce(b.ctx, rec, promise) }
@@ -215,6 +231,7 @@ func (p *Processor) processBatch(ctx context.Context, sess *kgo.GroupTransactSes
 	committed, endErr := sess.End(endCtx, try)
 	cancelEnd()
 	p.m.batch.Observe(time.Since(start).Seconds())
+	defer func() { b.endSpans(txnOutcome, errors.Join(internalErr, produceErr, endErr)) }()
 
 	switch {
 	case errors.Is(endErr, context.DeadlineExceeded):
@@ -241,6 +258,7 @@ func (p *Processor) processBatch(ctx context.Context, sess *kgo.GroupTransactSes
 			return err
 		}
 	case committed:
+		txnOutcome = "committed"
 		b.apply()
 		p.m.transactions.WithLabelValues("committed").Inc()
 		p.countOutcomes(b)
@@ -252,12 +270,14 @@ func (p *Processor) processBatch(ctx context.Context, sess *kgo.GroupTransactSes
 		// offsets it holds; never decide the batch again on a guess.
 		switch outcome := p.commitOutcome(ctx, b); outcome {
 		case txnCommitted:
+			txnOutcome = "committed"
 			b.apply()
 			p.m.transactions.WithLabelValues("committed").Inc()
 			p.countOutcomes(b)
 			p.log.Warn("End reported an abort, but the broker had committed the transaction; its state is applied and the rewound commands are answered as repeats",
 				"records", len(records))
 		case txnAborted:
+			txnOutcome = "aborted"
 			p.m.transactions.WithLabelValues("aborted").Inc()
 			p.log.Info("transaction aborted; rewound to the committed offsets", "records", len(records))
 		default:
@@ -271,6 +291,7 @@ func (p *Processor) processBatch(ctx context.Context, sess *kgo.GroupTransactSes
 			}
 		}
 	default:
+		txnOutcome = "aborted"
 		p.m.transactions.WithLabelValues("aborted").Inc()
 		p.log.Info("transaction aborted; rewound to the committed offsets",
 			"records", len(records), "produce_err", produceErr, "err", internalErr)
@@ -415,6 +436,7 @@ func (pt *part) handle(r *kgo.Record) error {
 	if !ok {
 		return pt.dlq(r, typ, typ+" is not a command", nil)
 	}
+	pt.describe(cmd)
 	env := cmd.Env()
 	if env.CommandID == "" {
 		return pt.dlq(r, typ, "command_id is empty", nil)
@@ -475,7 +497,7 @@ func (pt *part) handle(r *kgo.Record) error {
 		pt.outcomes[outcomeAccepted]++
 	}
 	for _, rec := range out {
-		pt.b.emit(rec)
+		pt.emit(rec)
 	}
 	return nil
 }
@@ -511,7 +533,7 @@ func (pt *part) again(in *input, typ string, first firstOutcome) error {
 	if err != nil {
 		return pt.dlq(in.r, typ, fmt.Sprintf("encode the answer to a repeated command id: %v", err), nil)
 	}
-	pt.b.emit(rec)
+	pt.emit(rec)
 	return nil
 }
 
@@ -626,7 +648,7 @@ func (pt *part) snapshots() error {
 		if err != nil {
 			return fmt.Errorf("snapshot of %q: %w", id, err)
 		}
-		pt.b.emit(rec)
+		pt.emit(rec)
 	}
 	return nil
 }
@@ -676,7 +698,7 @@ func (pt *part) record(topic string, partition int32, key []byte, v any, hs ...k
 	rec.Topic, rec.Partition, rec.Key, rec.Value = topic, partition, key, pt.mem.done(val)
 	rec.Headers = append(pt.mem.headers(1+len(hs)), kgo.RecordHeader{Key: HeaderType, Value: typeHeader})
 	rec.Headers = append(rec.Headers, hs...)
-	if size, limit := recordSize(rec), pt.b.p.recordLimit(topic); size > limit {
+	if size, limit := recordSize(rec)+traceHeaderBytes(pt.traceCtx()), pt.b.p.recordLimit(topic); size > limit {
 		return nil, fmt.Errorf("%s record of %d bytes is over the %d-byte record limit of %s", typeHeader, size, limit, topic)
 	}
 	return rec, nil
@@ -742,7 +764,7 @@ func (pt *part) dlq(r *kgo.Record, typ, reason string, in *input) error {
 		Value:     r.Value,
 		Headers:   hs,
 	}
-	if size, limit := recordSize(rec), p.recordLimit(rec.Topic); size > limit {
+	if size, limit := recordSize(rec)+traceHeaderBytes(pt.traceCtx()), p.recordLimit(rec.Topic); size > limit {
 		// A command at the very limit (the reason headers do not fit
 		// beside it), or a DLQ topic with a lower limit than the
 		// commands topic. The DLQ record points at it.
@@ -750,7 +772,7 @@ func (pt *part) dlq(r *kgo.Record, typ, reason string, in *input) error {
 		reason += fmt.Sprintf(" (the %d-byte value is left out of this record, which would be over the %d-byte record limit of %s; read it at the source offset)", len(r.Value), limit, rec.Topic)
 		hs[0].Value = []byte(reason)
 	}
-	pt.b.emit(rec)
+	pt.emit(rec)
 	pt.outcomes[outcomeDLQ]++
 	p.log.Warn("record sent to the DLQ", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "reason", reason)
 	if in == nil {
@@ -772,6 +794,6 @@ func (pt *part) dlq(r *kgo.Record, typ, reason string, in *input) error {
 		// dead-lettered again, the same way): the index holds bounded ids.
 		pt.dedupe.put(res.CommandID, in.saga, first)
 	}
-	pt.b.emit(out)
+	pt.emit(out)
 	return nil
 }

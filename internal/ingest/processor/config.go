@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/cqrs-ledger/ledger/internal/codec"
 	"github.com/cqrs-ledger/ledger/internal/config"
@@ -68,6 +69,11 @@ type Config struct {
 	Log *slog.Logger
 	// Registerer registers the metrics; nil keeps them unregistered.
 	Registerer prometheus.Registerer
+	// TracerProvider, when set, traces every command: a span per command
+	// processed, child of the trace context in the command record's
+	// headers, whose output records carry it on (trace.go). Nil: no hook,
+	// no span, no header.
+	TracerProvider trace.TracerProvider
 }
 
 // withDefaults returns c with its zero fields defaulted.

@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/cqrs-ledger/ledger/internal/codec"
 	"github.com/cqrs-ledger/ledger/internal/domain"
@@ -111,6 +112,7 @@ type Processor struct {
 	log    *slog.Logger
 	m      *metrics
 	cat    *codec.Catalog
+	tracer trace.Tracer // nil: tracing off (trace.go)
 
 	started atomic.Bool
 
@@ -153,7 +155,12 @@ func New(cfg Config) (*Processor, error) {
 	if err != nil {
 		return nil, fmt.Errorf("processor metrics: %w", err)
 	}
+	var tracer trace.Tracer
+	if cfg.TracerProvider != nil {
+		tracer = cfg.TracerProvider.Tracer(tracerName)
+	}
 	return &Processor{
+		tracer:  tracer,
 		static:  static,
 		cfg:     cfg,
 		names:   topology.NamesFor(cfg.Kafka.TopicPrefix),
@@ -340,6 +347,7 @@ func (p *Processor) runSession(ctx context.Context) (err error) {
 		kgo.OnPartitionsLost(p.onLost),
 		kgo.WithLogger(kgoLogger{p.log}),
 	)
+	opts = append(opts, kafkax.TraceOpts(p.cfg.TracerProvider, p.cfg.Group)...)
 	if p.static {
 		opts = append(opts, kgo.InstanceID(p.cfg.InstanceID))
 	}
