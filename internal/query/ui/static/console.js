@@ -19,6 +19,15 @@
   }
   setBusy(0);
 
+  // acted counts finished user actions (a lookup, a page, a chart): a test
+  // driving the page waits for it to move instead of for a fixed time.
+  let actions = 0;
+  function acted() {
+    actions++;
+    document.body.dataset.actions = String(actions);
+  }
+  document.body.dataset.actions = "0";
+
   class APIError extends Error {
     constructor(status, code, message) {
       super(message);
@@ -206,6 +215,8 @@
       show($("account-result"), true);
     } catch (e) {
       showError("account-error", e);
+    } finally {
+      acted();
     }
   });
 
@@ -229,14 +240,16 @@
     }
   }
 
-  $("history-next").addEventListener("click", () => {
+  $("history-next").addEventListener("click", async () => {
     if (nextCursor === "") return;
     cursors.push(nextCursor);
-    historyPage();
+    await historyPage();
+    acted();
   });
-  $("history-first").addEventListener("click", () => {
+  $("history-first").addEventListener("click", async () => {
     cursors = [""];
-    historyPage();
+    await historyPage();
+    acted();
   });
 
   // ---- command ------------------------------------------------------------
@@ -261,6 +274,8 @@
       show($("command-result"), true);
     } catch (e) {
       showError("command-error", e);
+    } finally {
+      acted();
     }
   });
 
@@ -282,6 +297,8 @@
       show($("transfer-result"), true);
     } catch (e) {
       showError("transfer-error", e);
+    } finally {
+      acted();
     }
   });
 
@@ -375,6 +392,8 @@
     } catch (e) {
       analyticsLoaded = false;
       showError("analytics-error", e);
+    } finally {
+      acted();
     }
   }
 
