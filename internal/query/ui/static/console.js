@@ -333,6 +333,7 @@
   }
 
   const colors = ["#2563eb", "#dc2626", "#16a34a"];
+  const compact = new Intl.NumberFormat("en", { notation: "compact", maximumFractionDigits: 1 });
 
   function draw(id, title, names, s, scale, unit) {
     const el = $(id);
@@ -347,7 +348,7 @@
     const opts = {
       title, width: el.clientWidth || 440, height: 220,
       series: [{}].concat(names.map((n, i) => ({ label: n, stroke: colors[i], width: 2, points: { show: s.times.length < 40 } }))),
-      axes: [{}, { size: 70, values: (u, vals) => vals.map((v) => v.toLocaleString("en") + (unit ? " " + unit : "")) }],
+      axes: [{}, { size: 56, label: unit, labelSize: 18, values: (u, vals) => vals.map((v) => compact.format(v)) }],
       legend: { live: false },
     };
     const data = [s.times].concat(s.cols.map((c) => c.map((v) => Number(v) / scale)));
@@ -384,7 +385,7 @@
       const [vol, cnt] = await Promise.all([series(["deposits", "withdrawals", "transfers"], cur, p),
         series(["deposit_count", "withdrawal_count", "transfer_count"], cur, p)]);
       draw("chart-volume", "Volume, " + cur, ["deposits", "withdrawals", "transfers sent"], vol, 10 ** exponent(cur), cur);
-      draw("chart-counts", "Commands applied, " + cur, ["deposits", "withdrawals", "transfers sent"], cnt, 1, "");
+      draw("chart-counts", "Movements (count), " + cur, ["deposits", "withdrawals", "transfers sent"], cnt, 1, "");
       set("chart-volume-caption", "Totals: deposits " + money(vol.totals[0], cur) + ", withdrawals " +
         money(vol.totals[1], cur) + ", transfers sent " + money(vol.totals[2], cur) + " in " + vol.times.length + " buckets");
       set("chart-counts-caption", "Totals: deposits " + count(cnt.totals[0]) + ", withdrawals " +
