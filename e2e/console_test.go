@@ -80,6 +80,7 @@ func TestConsole(t *testing.T) {
 	b.consoleCommands(a, pickCommands(t, results))
 	b.consoleTransfers(a, pickTransfers(t, l))
 	b.consoleAnalytics(a)
+	b.consoleForget()
 	b.grafanaPanels(a, conn, db, from, to)
 	b.checkConsole()
 }
@@ -689,6 +690,27 @@ func (b *browser) consoleAnalytics(a *queryAPI) {
 		if i == 0 {
 			b.shot("console-analytics", false)
 		}
+	}
+}
+
+// consoleForget: Forget drops the token and reloads, so nothing read with
+// it stays on screen, and the view now shows the API's refusal.
+func (b *browser) consoleForget() {
+	b.t.Helper()
+	b.do(chromedp.Click(chromedp.CSS("#token-forget")))
+	// The page reloads: wait for the new page to finish its first action
+	// (the analytics view reads on load), tolerating the gap in between.
+	reloaded := false
+	for deadline := time.Now().Add(20 * time.Second); !reloaded && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		ctx, cancel := context.WithTimeout(b.ctx, 5*time.Second)
+		reloaded, _ = chromedp.Run(ctx, chromedp.Evaluate[bool](`document.readyState === "complete" && document.body.dataset.actions === "1" && document.body.dataset.busy === "0"`))
+		cancel()
+	}
+	if !reloaded {
+		b.t.Fatal("Forget did not reload the page")
+	}
+	if eval[bool](b, `sessionStorage.length !== 0`) || b.shown("#analytics-result") || !strings.Contains(b.text("#analytics-error"), "401") {
+		b.t.Errorf("after Forget: token kept, data shown or no refusal (%q)", b.text("#analytics-error"))
 	}
 }
 

@@ -73,6 +73,16 @@
     }
   }
 
+  // ticket starts a request of a view and returns a func that reports
+  // whether it is still the latest of that view: an answer that comes
+  // after a newer request's is dropped, not shown over it.
+  const latest = {};
+  function ticket(view) {
+    const n = (latest[view] || 0) + 1;
+    latest[view] = n;
+    return () => latest[view] === n;
+  }
+
   // ---- formatting ---------------------------------------------------------
 
   const exponents = {};
@@ -169,8 +179,8 @@
   });
   $("token-forget").addEventListener("click", () => {
     sessionStorage.removeItem(TOKEN_KEY);
-    $("token").value = "";
-    tokenState();
+    // Start afresh: nothing read with the token stays on screen.
+    location.reload();
   });
 
   // ---- views --------------------------------------------------------------
@@ -194,9 +204,11 @@
     ev.preventDefault();
     showError("account-error", null);
     show($("account-result"), false);
+    const current = ticket("account");
     try {
       const id = idOf("account-id");
       const [a, recent] = await Promise.all([api("accounts/" + id), api("accounts/" + id + "/transactions?limit=10")]);
+      if (!current()) return;
       account = a;
       set("acct-id", a.account_id);
       set("acct-owner", a.owner);
@@ -212,9 +224,10 @@
       show($("recent-empty"), recent.transactions.length === 0);
       cursors = [""];
       await historyPage();
+      if (!current()) return;
       show($("account-result"), true);
     } catch (e) {
-      showError("account-error", e);
+      if (current()) showError("account-error", e);
     } finally {
       acted();
     }
@@ -222,12 +235,15 @@
 
   async function historyPage() {
     showError("history-error", null);
+    const current = ticket("history");
+    $("history-next").disabled = true; // until this page's next_cursor is known
     const cursor = cursors[cursors.length - 1];
     const size = $("history-size").value;
     let path = "accounts/" + encodeURIComponent(account.account_id) + "/history?limit=" + encodeURIComponent(size);
     if (cursor !== "") path += "&cursor=" + encodeURIComponent(cursor);
     try {
       const h = await api(path);
+      if (!current()) return;
       fill($("history").querySelector("tbody"), h.events.map((e) => [
         { text: count(e.version), num: true }, e.type, { text: money(e.amount, e.currency || account.currency), num: true },
         { text: money(e.balance_after, e.currency || account.currency), num: true }, when(e.occurred_at)]));
@@ -236,7 +252,7 @@
       $("history-next").disabled = nextCursor === "";
       $("history-first").disabled = cursors.length === 1;
     } catch (e) {
-      showError("history-error", e);
+      if (current()) showError("history-error", e);
     }
   }
 
@@ -258,8 +274,10 @@
     ev.preventDefault();
     showError("command-error", null);
     show($("command-result"), false);
+    const current = ticket("command");
     try {
       const c = await api("commands/" + idOf("command-id"));
+      if (!current()) return;
       set("cmd-id", c.command_id);
       set("cmd-status", c.status);
       $("cmd-status").className = "status " + c.status;
@@ -273,7 +291,7 @@
       set("cmd-processed", when(c.processed_at));
       show($("command-result"), true);
     } catch (e) {
-      showError("command-error", e);
+      if (current()) showError("command-error", e);
     } finally {
       acted();
     }
@@ -285,8 +303,10 @@
     ev.preventDefault();
     showError("transfer-error", null);
     show($("transfer-result"), false);
+    const current = ticket("transfer");
     try {
       const t = await api("transfers/" + idOf("transfer-id"));
+      if (!current()) return;
       set("tr-id", t.transfer_id);
       set("tr-status", t.status);
       $("tr-status").className = "status " + t.status;
@@ -296,7 +316,7 @@
       set("tr-updated", when(t.updated_at));
       show($("transfer-result"), true);
     } catch (e) {
-      showError("transfer-error", e);
+      if (current()) showError("transfer-error", e);
     } finally {
       acted();
     }
@@ -359,8 +379,10 @@
     analyticsLoaded = true;
     showError("analytics-error", null);
     const p = period();
+    const current = ticket("analytics");
     try {
       const sum = await api("analytics/summary?from=" + encodeURIComponent(p.from) + "&to=" + encodeURIComponent(p.to));
+      if (!current()) return;
       set("an-period", p.from.replace("T", " ") + " to " + p.to.replace("T", " "));
       fill($("summary").querySelector("tbody"), sum.currencies.map((c) => [c.currency,
         { text: money(c.deposits, c.currency) + " (" + count(c.deposit_count) + ")", num: true },
@@ -384,6 +406,7 @@
       }
       const [vol, cnt] = await Promise.all([series(["deposits", "withdrawals", "transfers"], cur, p),
         series(["deposit_count", "withdrawal_count", "transfer_count"], cur, p)]);
+      if (!current()) return;
       draw("chart-volume", "Volume, " + cur, ["deposits", "withdrawals", "transfers sent"], vol, 10 ** exponent(cur), cur);
       draw("chart-counts", "Movements (count), " + cur, ["deposits", "withdrawals", "transfers sent"], cnt, 1, "");
       set("chart-volume-caption", "Totals: deposits " + money(vol.totals[0], cur) + ", withdrawals " +
@@ -391,6 +414,7 @@
       set("chart-counts-caption", "Totals: deposits " + count(cnt.totals[0]) + ", withdrawals " +
         count(cnt.totals[1]) + ", transfers sent " + count(cnt.totals[2]) + " in " + cnt.times.length + " buckets");
     } catch (e) {
+      if (!current()) return;
       analyticsLoaded = false;
       showError("analytics-error", e);
     } finally {
