@@ -18,9 +18,9 @@ import (
 
 // TestServesQueryAPI wires the binary against the test stores: /v1/ needs
 // a read token (a write token is forbidden), /openapi.json and the console
-// page /ui/ do not, the
-// admin endpoints are on the admin listener only, and the Redis and
-// ClickHouse readers answer from the configured prefix and database.
+// page /ui/ do not, the admin endpoints are on the admin listener only, and
+// the Redis and ClickHouse readers answer from the configured prefix and
+// database.
 func TestServesQueryAPI(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
