@@ -17,6 +17,7 @@ import (
 	"github.com/cqrs-ledger/ledger/internal/config"
 	"github.com/cqrs-ledger/ledger/internal/ops"
 	"github.com/cqrs-ledger/ledger/internal/query"
+	"github.com/cqrs-ledger/ledger/internal/query/ui"
 	"github.com/cqrs-ledger/ledger/internal/redissink"
 )
 
@@ -126,6 +127,9 @@ func run(ctx context.Context, args []string) error {
 		// document describes the public API and holds no data: public.
 		s.Handle("/v1/", config.ScopeRead, h)
 		s.HandlePublic("GET /openapi.json", query.OpenAPIHandler())
+		// The console's files hold no data either; what it shows comes
+		// from /v1/ with the read token the user enters (package ui).
+		s.HandlePublic("GET "+ui.Prefix, ui.Handler())
 		return nil
 	})
 }

@@ -17,9 +17,10 @@ import (
 )
 
 // TestServesQueryAPI wires the binary against the test stores: /v1/ needs
-// a read token (a write token is forbidden), /openapi.json does not, the
-// admin endpoints are on the admin listener only, and the Redis and
-// ClickHouse readers answer from the configured prefix and database.
+// a read token (a write token is forbidden), /openapi.json and the console
+// page /ui/ do not, the admin endpoints are on the admin listener only, and
+// the Redis and ClickHouse readers answer from the configured prefix and
+// database.
 func TestServesQueryAPI(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -100,6 +101,8 @@ func TestServesQueryAPI(t *testing.T) {
 		check       func(map[string]any) bool
 	}{
 		{"/openapi.json", "", 200, func(b map[string]any) bool { return strings.HasPrefix(b["openapi"].(string), "3.") }},
+		// The console's page holds no data: public; its data needs the token.
+		{"/ui/", "", 200, nil},
 		{"/v1/accounts/acc-0", "", 401, func(b map[string]any) bool { return b["error"] == "unauthorized" }},
 		{"/v1/accounts/acc-0", "wrong-0123456789abcdef", 401, nil},
 		{"/v1/accounts/acc-0", writeToken, 403, func(b map[string]any) bool { return b["error"] == "forbidden" }},

@@ -10,7 +10,6 @@ import (
 	"regexp"
 	"slices"
 	"sort"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/cqrs-ledger/ledger/internal/chsink"
 	"github.com/cqrs-ledger/ledger/internal/codec"
+	"github.com/cqrs-ledger/ledger/internal/dashboards"
 	"github.com/cqrs-ledger/ledger/internal/projection"
 	"github.com/cqrs-ledger/ledger/internal/projection/projectiontest"
 	"github.com/cqrs-ledger/ledger/internal/testenv"
@@ -75,26 +75,16 @@ func allPanels(ps []panel) []panel {
 	return out
 }
 
-var (
-	timeFilter = regexp.MustCompile(`\$__timeFilter\(\s*([A-Za-z_][A-Za-z0-9_]*)\s*\)`)
-	ledgerDB   = regexp.MustCompile(`\bledger\.(ledger_events|account_balances|volume_hourly)\b`)
-	anyMacro   = regexp.MustCompile(`\$\{?[A-Za-z_]`)
-)
+var ledgerDB = regexp.MustCompile(`\bledger\.(ledger_events|account_balances|volume_hourly)\b`)
 
-// render substitutes what Grafana and the ClickHouse plugin substitute:
-// the currency variable, the time macros, and the database (the
-// dashboards name ledger.<table>; the test's tables live in db).
+// render is dashboards.RenderSQL, failing t on an unknown macro.
 func render(t *testing.T, sql, currency string, from, to time.Time, db string) string {
 	t.Helper()
-	f, u := strconv.FormatInt(from.Unix(), 10), strconv.FormatInt(to.Unix(), 10)
-	sql = timeFilter.ReplaceAllString(sql, "$1 >= toDateTime("+f+") AND $1 <= toDateTime("+u+")")
-	sql = strings.NewReplacer("${currency}", currency, "$currency", currency,
-		"$__fromTime", "toDateTime("+f+")", "$__toTime", "toDateTime("+u+")").Replace(sql)
-	sql = ledgerDB.ReplaceAllString(sql, db+".$1")
-	if m := anyMacro.FindString(sql); m != "" {
-		t.Fatalf("unsubstituted macro or variable %q in:\n%s", m, sql)
+	out, err := dashboards.RenderSQL(sql, currency, from, to, db)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return sql
+	return out
 }
 
 // checkReads fails for a query that reads a ReplacingMergeTree without
