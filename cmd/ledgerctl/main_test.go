@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/cqrs-ledger/ledger/internal/testenv"
 	"github.com/cqrs-ledger/ledger/internal/workload"
@@ -87,5 +88,134 @@ func TestStatus(t *testing.T) {
 	var out bytes.Buffer
 	if err := run([]string{"status", "--output", "xml"}, &out); err == nil || !strings.Contains(err.Error(), `output "xml"`) {
 		t.Errorf("--output xml: %v", err)
+	}
+}
+
+// TestReplay: a stopped projector group is moved to the start, to
+// explicit offsets and to a time, each first as a dry run that commits
+// nothing; a group with a member, an unknown group and malformed or out of
+// range offsets are refused with a message.
+func TestReplay(t *testing.T) {
+	prefix := testenv.TopicPrefix(t)
+	cfg := testenv.KafkaConfig(t, prefix, "ledgerctl-test")
+	cl := testenv.KafkaClient(t)
+	adm := kadm.NewClient(cl)
+	names := testenv.Topology(t, adm, prefix, 2)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+
+	// 10 records per partition on the events topic, the second five a
+	// while after the first.
+	produce := func() {
+		t.Helper()
+		var recs []*kgo.Record
+		for p := int32(0); p < 2; p++ {
+			for i := 0; i < 5; i++ {
+				recs = append(recs, &kgo.Record{Topic: names.Events, Partition: p, Key: []byte("k"), Value: []byte("v")})
+			}
+		}
+		if err := testenv.KafkaClient(t, kgo.RecordPartitioner(kgo.ManualPartitioner())).ProduceSync(ctx, recs...).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	produce()
+	time.Sleep(1500 * time.Millisecond)
+	mid := time.Now()
+	time.Sleep(500 * time.Millisecond)
+	produce()
+	group := prefix + "projector-redis"
+	var end kadm.Offsets
+	end.AddOffset(names.Events, 0, 10, -1)
+	end.AddOffset(names.Events, 1, 10, -1)
+	if err := adm.CommitAllOffsets(ctx, group, end); err != nil {
+		t.Fatal(err)
+	}
+	args := func(extra ...string) []string {
+		a := []string{"replay", "--kafka-brokers", cfg.Brokers, "--topic-prefix", prefix, "--output", "json"}
+		if cfg.TLS {
+			a = append(a, "--kafka-tls", "--kafka-tls-ca", cfg.TLSCAFile)
+		}
+		if cfg.SASLMechanism != "" {
+			a = append(a, "--kafka-sasl-mechanism", cfg.SASLMechanism, "--kafka-sasl-user", cfg.SASLUser, "--kafka-sasl-password", cfg.SASLPassword)
+		}
+		return append(a, extra...)
+	}
+	committed := func() [2]int64 {
+		t.Helper()
+		offs, err := adm.FetchOffsets(ctx, group)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out [2]int64
+		for p := int32(0); p < 2; p++ {
+			o, _ := offs.Lookup(names.Events, p)
+			out[p] = o.At
+		}
+		return out
+	}
+	replay := func(extra ...string) ReplayReport {
+		t.Helper()
+		var out bytes.Buffer
+		if err := run(args(extra...), &out); err != nil {
+			t.Fatalf("replay %v: %v", extra, err)
+		}
+		var rep ReplayReport
+		if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
+			t.Fatalf("%v: %s", err, out.String())
+		}
+		return rep
+	}
+	for _, c := range []struct {
+		args []string
+		want [2]int64
+	}{
+		{[]string{"--view", "redis", "--to-earliest"}, [2]int64{0, 0}},
+		{[]string{"--group", group, "--to-offset", "0:7,1:3"}, [2]int64{7, 3}},
+		{[]string{"--view", "redis", "--to-time", mid.UTC().Format(time.RFC3339Nano)}, [2]int64{5, 5}},
+	} {
+		before := committed()
+		dry := replay(c.args...)
+		if !dry.DryRun || dry.Group != group || committed() != before {
+			t.Fatalf("dry run %v: %+v, committed %v then %v", c.args, dry, before, committed())
+		}
+		rep := replay(append(c.args, "--yes")...)
+		if got := committed(); rep.DryRun || got != c.want {
+			t.Fatalf("replay %v: committed %v, want %v (%+v)", c.args, got, c.want, rep)
+		}
+	}
+
+	// A member in the group: refused.
+	member := testenv.KafkaClient(t, kgo.ConsumerGroup(group), kgo.ConsumeTopics(names.Events))
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		member.PollRecords(ctx, 1)
+		d, err := adm.DescribeGroups(ctx, group)
+		if err == nil && len(d[group].Members) > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the member did not join")
+		}
+	}
+	var out bytes.Buffer
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--view", "redis", "--to-earliest", "--yes"}, "has 1 member(s): stop its projectors first"},
+		{[]string{"--group", prefix + "projector-nothing", "--to-earliest"}, "no such consumer group"},
+		{[]string{"--view", "clickhouse", "--to-earliest"}, "no projector group"},
+		{[]string{"--view", "memory", "--to-earliest"}, `view "memory": want redis or clickhouse`},
+		{[]string{"--group", group, "--to-offset", "0:x"}, "want partition:offset"},
+		{[]string{"--group", group}, "exactly one of --to-time, --to-offset and --to-earliest"},
+		{[]string{"--group", group, "--to-time", "last week"}, "want an RFC 3339 time or a duration"},
+	} {
+		if err := run(args(c.args...), &out); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("replay %v: %v, want an error with %q", c.args, err, c.want)
+		}
+	}
+	member.Close()
+	if err := run(args("--group", group, "--to-offset", "0:11"), &out); err == nil || !strings.Contains(err.Error(), "outside [0, 10]") {
+		t.Errorf("offset past the end: %v", err)
 	}
 }
