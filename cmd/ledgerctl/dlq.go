@@ -64,17 +64,11 @@ func (s *selection) register(fs *flag.FlagSet) {
 func (s *selection) parse(now time.Time) (explicit bool, err error) {
 	var errs []error
 	parseT := func(name, v string) time.Time {
-		if v == "" {
-			return time.Time{}
+		t, err := parseWhen(name, v, now)
+		if err != nil {
+			errs = append(errs, err)
 		}
-		if t, err := time.Parse(time.RFC3339, v); err == nil {
-			return t
-		}
-		if d, err := time.ParseDuration(v); err == nil && d >= 0 {
-			return now.Add(-d)
-		}
-		errs = append(errs, fmt.Errorf("%s %q: want an RFC 3339 time or a duration like 90m", name, v))
-		return time.Time{}
+		return t
 	}
 	s.sinceT, s.untilT = parseT("since", s.since), parseT("until", s.until)
 	if s.offset >= 0 && s.partition < 0 {
@@ -85,6 +79,36 @@ func (s *selection) parse(now time.Time) (explicit bool, err error) {
 	}
 	explicit = s.partition >= 0 || s.key != "" || s.reason != "" || s.since != "" || s.until != ""
 	return explicit, errors.Join(errs...)
+}
+
+// parseWhen reads a time flag: RFC 3339, or a duration before now; "" is
+// the zero time.
+func parseWhen(name, v string, now time.Time) (time.Time, error) {
+	if v == "" {
+		return time.Time{}, nil
+	}
+	if t, err := time.Parse(time.RFC3339, v); err == nil {
+		return t, nil
+	}
+	if d, err := time.ParseDuration(v); err == nil && d >= 0 {
+		return now.Add(-d), nil
+	}
+	return time.Time{}, fmt.Errorf("%s %q: want an RFC 3339 time or a duration like 90m", name, v)
+}
+
+// offsetsAt returns, per partition of topic, the offset of the first
+// record at or after at (the end when there is none).
+func offsetsAt(ctx context.Context, adm *kadm.Client, topic string, at time.Time) (map[int32]int64, error) {
+	after, err := adm.ListOffsetsAfterMilli(ctx, at.UnixMilli(), topic)
+	if err == nil {
+		err = after.Error()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("offsets of %s at %s: %w", topic, at.Format(time.RFC3339), err)
+	}
+	out := map[int32]int64{}
+	after.Each(func(o kadm.ListedOffset) { out[o.Partition] = o.Offset })
+	return out, nil
 }
 
 func (s *selection) match(d DeadLetter) bool {
@@ -402,11 +426,10 @@ func dlqPurgeCmd(out io.Writer) *ffcli.Command {
 			case (*before == "") == (*beforeOffset == ""):
 				problems = append(problems, errors.New("selection: exactly one of --before and --before-offset"))
 			case *before != "":
-				sel := selection{since: *before}
-				if _, err := sel.parse(time.Now()); err != nil {
-					problems = append(problems, fmt.Errorf("before: %w", err))
+				var err error
+				if at, err = parseWhen("before", *before, time.Now()); err != nil {
+					problems = append(problems, err)
 				}
-				at = sel.sinceT
 			default:
 				var err error
 				if offs, err = parseOffsets(*beforeOffset); err != nil {
@@ -459,26 +482,20 @@ type PurgedRange struct {
 func purge(ctx context.Context, cfg config.Kafka, at time.Time, offs map[int32]int64, dry bool) (PurgeReport, error) {
 	topic := topology.NamesFor(cfg.TopicPrefix).DLQ
 	rep := PurgeReport{DryRun: dry}
-	cl, err := kafkax.NewClient(cfg)
+	adm, err := admin(cfg)
 	if err != nil {
 		return rep, err
 	}
-	defer cl.Close()
-	adm := kadm.NewClient(cl)
+	defer adm.Close()
 	starts, ends, err := offsetRange(ctx, adm, topic)
 	if err != nil {
 		return rep, err
 	}
 	below := map[int32]int64{}
 	if !at.IsZero() {
-		after, err := adm.ListOffsetsAfterMilli(ctx, at.UnixMilli(), topic)
-		if err == nil {
-			err = after.Error()
+		if below, err = offsetsAt(ctx, adm, topic, at); err != nil {
+			return rep, err
 		}
-		if err != nil {
-			return rep, fmt.Errorf("offsets of %s at %s: %w", topic, at.Format(time.RFC3339), err)
-		}
-		after.Each(func(o kadm.ListedOffset) { below[o.Partition] = o.Offset })
 	} else {
 		for p, o := range offs {
 			e, ok := ends.Lookup(topic, p)

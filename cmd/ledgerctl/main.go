@@ -161,12 +161,11 @@ func Status(ctx context.Context, cfg config.Kafka) (StatusReport, error) {
 }
 
 func groupStatus(ctx context.Context, cfg config.Kafka) ([]Group, error) {
-	cl, err := kafkax.NewClient(cfg)
+	adm, err := admin(cfg)
 	if err != nil {
 		return nil, err
 	}
-	defer cl.Close()
-	adm := kadm.NewClient(cl)
+	defer adm.Close()
 	names := topology.NamesFor(cfg.TopicPrefix)
 	listed, err := adm.ListGroups(ctx)
 	if err != nil {
@@ -286,12 +285,11 @@ func firstStamps(ctx context.Context, cfg config.Kafka, topic string, from map[i
 func dlqSummary(ctx context.Context, cfg config.Kafka) (DLQSummary, error) {
 	topic := topology.NamesFor(cfg.TopicPrefix).DLQ
 	out := DLQSummary{Topic: topic, NewestAgeSeconds: -1}
-	cl, err := kafkax.NewClient(cfg)
+	adm, err := admin(cfg)
 	if err != nil {
 		return out, err
 	}
-	defer cl.Close()
-	adm := kadm.NewClient(cl)
+	defer adm.Close()
 	starts, ends, err := offsetRange(ctx, adm, topic)
 	if err != nil {
 		return out, err
@@ -353,6 +351,15 @@ func write(w io.Writer, st StatusReport, output string, partitions bool) error {
 	}
 	fmt.Fprintf(tw, "\nDLQ %s\t%d records\tnewest %s\n", st.DLQ.Topic, st.DLQ.Records, newest)
 	return tw.Flush()
+}
+
+// admin returns an admin client of cfg's cluster; Close closes it.
+func admin(cfg config.Kafka) (*kadm.Client, error) {
+	cl, err := kafkax.NewClient(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return kadm.NewClient(cl), nil
 }
 
 func writeJSON(w io.Writer, v any) error {

@@ -73,11 +73,10 @@ func replayCmd(out io.Writer) *ffcli.Command {
 			}
 			var at time.Time
 			if *toTime != "" {
-				sel := selection{since: *toTime}
-				if _, err := sel.parse(time.Now()); err != nil {
-					problems = append(problems, fmt.Errorf("to-time: %w", err))
+				var err error
+				if at, err = parseWhen("to-time", *toTime, time.Now()); err != nil {
+					problems = append(problems, err)
 				}
-				at = sel.sinceT
 			}
 			var offs map[int32]int64
 			if *toOffset != "" {
@@ -116,12 +115,11 @@ func replayCmd(out io.Writer) *ffcli.Command {
 
 func replay(ctx context.Context, cfg config.Kafka, group, view string, at time.Time, offs map[int32]int64, dry bool) (ReplayReport, error) {
 	topic := topology.NamesFor(cfg.TopicPrefix).Events
-	cl, err := kafkax.NewClient(cfg)
+	adm, err := admin(cfg)
 	if err != nil {
 		return ReplayReport{}, err
 	}
-	defer cl.Close()
-	adm := kadm.NewClient(cl)
+	defer adm.Close()
 	listed, err := adm.ListGroups(ctx)
 	if err != nil {
 		return ReplayReport{}, fmt.Errorf("list groups: %w", err)
@@ -165,14 +163,9 @@ func replay(ctx context.Context, cfg config.Kafka, group, view string, at time.T
 	target := map[int32]int64{}
 	switch {
 	case !at.IsZero():
-		after, err := adm.ListOffsetsAfterMilli(ctx, at.UnixMilli(), topic)
-		if err == nil {
-			err = after.Error()
+		if target, err = offsetsAt(ctx, adm, topic, at); err != nil {
+			return rep, err
 		}
-		if err != nil {
-			return rep, fmt.Errorf("offsets of %s at %s: %w", topic, at.Format(time.RFC3339), err)
-		}
-		after.Each(func(o kadm.ListedOffset) { target[o.Partition] = o.Offset })
 	case offs != nil:
 		for p, o := range offs {
 			s, ok1 := starts.Lookup(topic, p)
