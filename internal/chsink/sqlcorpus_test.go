@@ -86,6 +86,18 @@ func TestSQLCorpus(t *testing.T) {
 		}
 	}
 
+	// An erasure's redaction of one account (ALTER TABLE … UPDATE).
+	var red []projection.Event
+	for _, e := range h.events {
+		if e.AggregateID == id {
+			e.Redacted = true
+			red = append(red, e)
+		}
+	}
+	if err := v.Redact(ctx, red); err != nil {
+		t.Fatal(err)
+	}
+
 	// A rebuild: its lock, generation 1, the switch.
 	rv, err := NewRebuildView(ctx, rec, opts, slog.New(slog.DiscardHandler))
 	if err != nil {
