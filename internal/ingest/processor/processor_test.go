@@ -633,3 +633,48 @@ func TestDedupeWindow(t *testing.T) {
 		t.Errorf("w0 %+v, w-end %+v", got["w0"], got["w-end"])
 	}
 }
+
+// TestControlSnapshot: a control record (ledgerctl erase) makes the
+// processor write the snapshot of an aggregate it holds, without the owner
+// (snapshots never hold it); one for an aggregate it does not hold writes
+// nothing, and an unknown control goes to the DLQ. Commands go on.
+func TestControlSnapshot(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.start("a")
+	e.send(open("c-open", "ctl", "EUR"), deposit("c-dep", "ctl", 500))
+	e.reader(e.names.Results).results("c-open", "c-dep")
+	snaps := e.reader(e.names.Snapshots)
+	snaps.until("the snapshot of ctl", func(rs []*kgo.Record) bool { return countKey(rs, "ctl") >= 1 })
+	before := countKey(snaps.recs, "ctl")
+
+	control := func(v string) kgo.RecordHeader { return kgo.RecordHeader{Key: processor.HeaderControl, Value: []byte(v)} }
+	e.sendRaw("ctl", nil, control(processor.ControlSnapshot))
+	e.sendRaw("nobody", nil, control(processor.ControlSnapshot))
+	e.sendRaw("ctl", nil, control("explode"))
+	snaps.until("the snapshot the control asked for", func(rs []*kgo.Record) bool { return countKey(rs, "ctl") >= before+1 })
+	e.send(deposit("c-after", "ctl", 1))
+	if got := e.reader(e.names.Results).results("c-after"); got["c-after"].Status != "ACCEPTED" {
+		t.Fatalf("command after the control records: %+v", got["c-after"])
+	}
+	rs := snaps.until("the snapshot of the deposit after", func(rs []*kgo.Record) bool { return countKey(rs, "ctl") >= before+2 })
+	if n := countKey(rs, "nobody"); n != 0 {
+		t.Errorf("%d snapshots of an aggregate the processor does not hold", n)
+	}
+	var last *codec.AccountSnapshot
+	for _, r := range rs {
+		if string(r.Key) == "ctl" {
+			last = decode[codec.AccountSnapshot](t, r)
+			if last.Owner != "" {
+				t.Errorf("snapshot at %d holds the owner %q", r.Offset, last.Owner)
+			}
+		}
+	}
+	if last.Balance != 501 || last.Version != 3 {
+		t.Errorf("last snapshot of ctl: %+v", last)
+	}
+	dlq := e.reader(e.names.DLQ).until("the unknown control", func(rs []*kgo.Record) bool { return len(rs) >= 1 })
+	if len(dlq) != 1 || !strings.Contains(headerOf(dlq[0], processor.HeaderError), `unknown control "explode"`) {
+		t.Errorf("DLQ: %d records, first error %q", len(dlq), headerOf(dlq[0], processor.HeaderError))
+	}
+}
