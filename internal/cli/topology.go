@@ -2,7 +2,8 @@
 // `topology plan|apply` (ingest and ledgerctl) and `rebuild` (projector and
 // ledgerctl). A command is the same under every binary: the same flags,
 // environment variables, output and errors; only the name in its usage
-// differs.
+// differs. ProjectorFlags are the settings rebuild shares with the
+// projector's serve.
 package cli
 
 import (
