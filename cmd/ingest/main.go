@@ -1,6 +1,7 @@
 // Command ingest is the write side: the HTTP command gateway and the
 // aggregate processors, plus `ingest topology plan|apply`, which reconciles
-// the Kafka topics with the declaration in topology/.
+// the Kafka topics with the declaration in topology/ (internal/cli builds
+// it; `ledgerctl topology` is the same command).
 package main
 
 import (
@@ -16,8 +17,8 @@ import (
 
 	"github.com/peterbourgon/ff/v3"
 	"github.com/peterbourgon/ff/v3/ffcli"
-	"github.com/twmb/franz-go/pkg/kadm"
 
+	"github.com/cqrs-ledger/ledger/internal/cli"
 	"github.com/cqrs-ledger/ledger/internal/codec"
 	"github.com/cqrs-ledger/ledger/internal/config"
 	"github.com/cqrs-ledger/ledger/internal/ingest/gateway"
@@ -25,7 +26,6 @@ import (
 	"github.com/cqrs-ledger/ledger/internal/kafkax"
 	"github.com/cqrs-ledger/ledger/internal/ops"
 	"github.com/cqrs-ledger/ledger/internal/tracing"
-	"github.com/cqrs-ledger/ledger/topology"
 )
 
 func main() {
@@ -146,109 +146,9 @@ func run(args []string) error {
 		},
 	}
 
-	var (
-		topoKafka config.Kafka
-		topoOpts  = topology.DefaultOptions()
-		allowInc  bool
-		acls      = topology.DefaultPrincipals()
-		noACLs    bool
-	)
-	topoOpts.ReplicationFactor = 0 // auto, unless REPLICATION_FACTOR says otherwise
-	topoFlags := func(name string) *flag.FlagSet {
-		fs := flag.NewFlagSet("ingest topology "+name, flag.ContinueOnError)
-		topoKafka.RegisterFlags(fs, "ledger-topology")
-		fs.Func("partitions", "partitions of every aggregate-keyed topic (PARTITIONS; default 12)", intFlag(&topoOpts.Partitions))
-		fs.Func("replication-factor", "replicas per partition, or auto: 3 on a cluster of three brokers or more, else one per broker (REPLICATION_FACTOR; default auto)", func(s string) error {
-			if s == "auto" {
-				topoOpts.ReplicationFactor = 0
-				return nil
-			}
-			var v int32
-			err := intFlag(&v)(s)
-			topoOpts.ReplicationFactor = int16(v)
-			return err
-		})
-		fs.DurationVar(&topoOpts.CommandRetention, "command-retention", topoOpts.CommandRetention, "retention of the commands topic (COMMAND_RETENTION)")
-		fs.DurationVar(&topoOpts.ResultRetention, "result-retention", topoOpts.ResultRetention, "retention of command-results, ≥ the dedupe window (RESULT_RETENTION)")
-		fs.DurationVar(&topoOpts.DLQRetention, "dlq-retention", topoOpts.DLQRetention, "retention of the dlq topic (DLQ_RETENTION)")
-		fs.BoolVar(&allowInc, "allow-partition-increase", false, "permit adding partitions to aggregate-keyed topics (moves aggregates; ALLOW_PARTITION_INCREASE)")
-		fs.StringVar(&acls.Gateway, "gateway-principal", acls.Gateway, "Kafka principal of the command gateway (GATEWAY_PRINCIPAL)")
-		fs.StringVar(&acls.Processor, "processor-principal", acls.Processor, "Kafka principal of the processors (PROCESSOR_PRINCIPAL)")
-		fs.StringVar(&acls.Projector, "projector-principal", acls.Projector, "Kafka principal of the projectors (PROJECTOR_PRINCIPAL)")
-		fs.StringVar(&acls.Upstream, "upstream-principal", acls.Upstream, "Kafka principal of upstream producers of commands (UPSTREAM_PRINCIPAL)")
-		fs.BoolVar(&noACLs, "no-acls", false, "do not create the roles' ACLs (NO_ACLS)")
-		return fs
-	}
-
-	topoRun := func(apply bool) func(context.Context, []string) error {
-		return func(ctx context.Context, _ []string) error {
-			topoOpts.Prefix = topoKafka.TopicPrefix
-			if err := errors.Join(topoKafka.Validate(), topoOpts.Validate(), acls.Validate()); err != nil {
-				return fmt.Errorf("configuration:\n%w", err)
-			}
-			cl, err := kafkax.NewClient(topoKafka)
-			if err != nil {
-				return err
-			}
-			defer cl.Close()
-			adm := kadm.NewClient(cl)
-			ctx, cancel := context.WithTimeout(ctx, time.Minute)
-			defer cancel()
-			popts := topology.PlanOptions{AllowPartitionIncrease: allowInc, Local: topology.LocalBrokers(topoKafka.Brokers)}
-			if topoOpts.ReplicationFactor == 0 {
-				if topoOpts.ReplicationFactor, err = topology.AutoReplicationFactor(ctx, adm); err != nil {
-					return err
-				}
-				popts.AutoReplication = true
-			}
-			plan, err := topology.MakePlan(ctx, adm, topology.Declare(topoOpts), popts)
-			if err != nil {
-				return err
-			}
-			plan.Write(os.Stdout)
-			if err := plan.Err(); err != nil {
-				return fmt.Errorf("refusing to apply:\n%w", err)
-			}
-			if !apply {
-				fmt.Printf("%d change(s) to make; apply also creates the roles' ACLs\n", len(plan.Changes))
-				return nil
-			}
-			if len(plan.Changes) > 0 {
-				if err := topology.Apply(ctx, adm, plan); err != nil {
-					return err
-				}
-			}
-			fmt.Printf("applied %d change(s)\n", len(plan.Changes))
-			if noACLs {
-				return nil
-			}
-			switch err := topology.ApplyACLs(ctx, adm, topoOpts.Prefix, acls); {
-			case errors.Is(err, topology.ErrNoAuthorizer):
-				fmt.Println("ACLs: the cluster has no authorizer; none created (anyone who reaches the brokers may do anything)")
-			case err != nil:
-				return err
-			default:
-				fmt.Printf("ACLs: %s, %s, %s and %s have their roles' ACLs\n", acls.Gateway, acls.Processor, acls.Projector, acls.Upstream)
-			}
-			return nil
-		}
-	}
-	topo := &ffcli.Command{
-		Name:       "topology",
-		ShortUsage: "ingest topology plan|apply [flags]",
-		ShortHelp:  "compare the declared Kafka topics with the cluster, or apply them",
-		Subcommands: []*ffcli.Command{
-			{Name: "plan", ShortUsage: "ingest topology plan [flags]", ShortHelp: "print what apply would change",
-				FlagSet: topoFlags("plan"), Options: []ff.Option{ff.WithEnvVars()}, Exec: topoRun(false)},
-			{Name: "apply", ShortUsage: "ingest topology apply [flags]", ShortHelp: "create and alter topics; refuses destructive changes",
-				FlagSet: topoFlags("apply"), Options: []ff.Option{ff.WithEnvVars()}, Exec: topoRun(true)},
-		},
-		Exec: func(context.Context, []string) error { return flag.ErrHelp },
-	}
-
 	root := &ffcli.Command{
 		ShortUsage:  "ingest <serve|topology> [flags]",
-		Subcommands: []*ffcli.Command{serve, topo},
+		Subcommands: []*ffcli.Command{serve, cli.TopologyCommand("ingest", os.Stdout)},
 		Exec: func(ctx context.Context, args []string) error {
 			return serve.ParseAndRun(ctx, args)
 		},
@@ -256,17 +156,6 @@ func run(args []string) error {
 	ctx, cancel := ops.SignalContext()
 	defer cancel()
 	return root.ParseAndRun(ctx, args)
-}
-
-func intFlag(dst *int32) func(string) error {
-	return func(s string) error {
-		var v int32
-		if _, err := fmt.Sscan(s, &v); err != nil {
-			return fmt.Errorf("want an integer: %w", err)
-		}
-		*dst = v
-		return nil
-	}
 }
 
 // loadSagaKey returns the saga key from hex or a file of hex; none only

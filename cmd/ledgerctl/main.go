@@ -1,9 +1,14 @@
 // Command ledgerctl is the operators' tool of the ledger.
 //
 //	ledgerctl status [--partitions] [--output table|json]   every consumer group of the ledger: members, lag in records and in seconds
+//	ledgerctl dlq list|show|retry|purge                     browse, retry and purge the dead-letter queue
+//	ledgerctl replay --group G | --view redis|clickhouse     reset a stopped projector group to a time or offsets
+//	ledgerctl erase --subject <account id>                  erase one account's personal data
+//	ledgerctl topology plan|apply                           the Kafka topics and ACLs; the same command as `ingest topology`
+//	ledgerctl rebuild -view redis|clickhouse                a new generation of a view; the same command as `projector rebuild`
 //
-// (issue 17: the DLQ, replay and erasure subcommands are still to come;
-// `ingest topology` and `projector rebuild` keep their own entry points.)
+// topology and rebuild are built by internal/cli, which ingest and projector
+// call too, so their old entry points stay as aliases.
 package main
 
 import (
@@ -24,6 +29,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/cqrs-ledger/ledger/internal/cli"
 	"github.com/cqrs-ledger/ledger/internal/config"
 	"github.com/cqrs-ledger/ledger/internal/kafkax"
 	"github.com/cqrs-ledger/ledger/internal/ops"
@@ -41,10 +47,13 @@ func main() {
 
 func run(args []string, out io.Writer) error {
 	root := &ffcli.Command{
-		ShortUsage:  "ledgerctl <subcommand> [flags]",
-		Subcommands: []*ffcli.Command{statusCmd(out), dlqCmd(out), replayCmd(out), eraseCmd(out)},
+		ShortUsage: "ledgerctl <subcommand> [flags]",
+		Subcommands: []*ffcli.Command{
+			statusCmd(out), dlqCmd(out), replayCmd(out), eraseCmd(out),
+			cli.TopologyCommand("ledgerctl", out), cli.RebuildCommand("ledgerctl"),
+		},
 		Exec: func(context.Context, []string) error {
-			return fmt.Errorf("a subcommand: status, dlq, replay, erase (ledgerctl -h)")
+			return fmt.Errorf("a subcommand: status, dlq, replay, erase, topology, rebuild (ledgerctl -h)")
 		},
 	}
 	ctx, cancel := ops.SignalContext()

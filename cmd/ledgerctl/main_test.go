@@ -11,6 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/cqrs-ledger/ledger/internal/cli"
 	"github.com/cqrs-ledger/ledger/internal/testenv"
 	"github.com/cqrs-ledger/ledger/internal/workload"
 )
@@ -217,5 +218,46 @@ func TestReplay(t *testing.T) {
 	member.Close()
 	if err := run(args("--group", group, "--to-offset", "0:11"), &out); err == nil || !strings.Contains(err.Error(), "outside [0, 10]") {
 		t.Errorf("offset past the end: %v", err)
+	}
+}
+
+// TestTopologyAndRebuildAliases: `ledgerctl topology` and `ledgerctl
+// rebuild` are the commands `ingest topology` and `projector rebuild` are
+// (issue 17): the same plan for a fresh topic prefix, the same
+// configuration errors.
+func TestTopologyAndRebuildAliases(t *testing.T) {
+	prefix := testenv.TopicPrefix(t)
+	cfg := testenv.KafkaConfig(t, prefix, "ledgerctl-test")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	kafka := []string{"--kafka-brokers", cfg.Brokers, "--topic-prefix", prefix}
+	if cfg.TLS {
+		kafka = append(kafka, "--kafka-tls", "--kafka-tls-ca", cfg.TLSCAFile)
+	}
+	if cfg.SASLMechanism != "" {
+		kafka = append(kafka, "--kafka-sasl-mechanism", cfg.SASLMechanism, "--kafka-sasl-user", cfg.SASLUser, "--kafka-sasl-password", cfg.SASLPassword)
+	}
+
+	var got, want bytes.Buffer
+	if err := run(append([]string{"topology", "plan", "--partitions", "3"}, kafka...), &got); err != nil {
+		t.Fatalf("ledgerctl topology plan: %v\n%s", err, got.String())
+	}
+	if err := cli.TopologyCommand("ingest", &want).ParseAndRun(ctx, append([]string{"plan", "--partitions", "3"}, kafka...)); err != nil {
+		t.Fatalf("ingest topology plan: %v\n%s", err, want.String())
+	}
+	if got.String() != want.String() {
+		t.Errorf("ledgerctl topology plan:\n%s\ningest topology plan:\n%s", got.String(), want.String())
+	}
+	for _, w := range []string{"+ create " + prefix + "commands partitions=3 ", "change(s) to make"} {
+		if !strings.Contains(got.String(), w) {
+			t.Errorf("plan for a fresh prefix without %q:\n%s", w, got.String())
+		}
+	}
+
+	bad := []string{"-view", "mongo", "-switch-timeout", "0s"}
+	gotErr := run(append([]string{"rebuild"}, bad...), &got)
+	wantErr := cli.RebuildCommand("projector").ParseAndRun(ctx, bad)
+	if gotErr == nil || wantErr == nil || gotErr.Error() != wantErr.Error() || !strings.Contains(gotErr.Error(), `view "mongo"`) {
+		t.Errorf("rebuild -view mongo: ledgerctl %v; projector %v", gotErr, wantErr)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"sync/atomic"
 
 	"github.com/cqrs-ledger/ledger/internal/chsink"
+	"github.com/cqrs-ledger/ledger/internal/cli"
 	"github.com/cqrs-ledger/ledger/internal/ops"
 	"github.com/cqrs-ledger/ledger/internal/projection"
 	"github.com/cqrs-ledger/ledger/internal/projector"
@@ -28,17 +29,17 @@ func (v *resettingView) Apply(ctx context.Context, b []projection.Event) error {
 
 // serveClickHouse runs the ClickHouse projector of the live generation,
 // pausing while a rebuild swaps tables.
-func serveClickHouse(ctx context.Context, s *ops.Service, c common, base projector.Config) error {
-	if err := chsink.EnsureDatabase(ctx, c.ch); err != nil {
+func serveClickHouse(ctx context.Context, s *ops.Service, c cli.ProjectorFlags, base projector.Config) error {
+	if err := chsink.EnsureDatabase(ctx, c.ClickHouse); err != nil {
 		return err
 	}
-	conn, err := chsink.Open(c.ch)
+	conn, err := chsink.Open(c.ClickHouse)
 	if err != nil {
 		return err
 	}
 	s.OnClose(func() { _ = conn.Close() })
 	s.Ready.Add("clickhouse", conn.Ping)
-	opts := chsink.OptionsFor(c.ch)
+	opts := chsink.OptionsFor(c.ClickHouse)
 	if err := chsink.Migrate(ctx, conn, opts); err != nil {
 		return err
 	}
@@ -65,7 +66,7 @@ func serveClickHouse(ctx context.Context, s *ops.Service, c common, base project
 			}
 			rv := &resettingView{View: v}
 			cfg := base
-			cfg.Group = projector.GenerationGroup(c.kafka.TopicPrefix, v.Name(), gen)
+			cfg.Group = projector.GenerationGroup(c.Kafka.TopicPrefix, v.Name(), gen)
 			cfg.Sink, cfg.Log = rv, log
 			cfg.OnAssigned = func() { rv.stale.Store(true) }
 			return cfg, nil

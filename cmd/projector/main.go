@@ -1,7 +1,8 @@
 // Command projector runs the read-side consumer groups that project the
 // events topic into Redis (hot lookups) and ClickHouse (history, analytics),
 // and `projector rebuild`, which replays the events into a fresh generation
-// of a view and switches readers and the live projector to it.
+// of a view and switches readers and the live projector to it (internal/cli
+// builds it; `ledgerctl rebuild` is the same command).
 //
 //	projector [serve] [flags]                     both projectors (REDIS_PROJECTOR, CLICKHOUSE_PROJECTOR)
 //	projector rebuild -view redis|clickhouse      rebuild one view while the live projector keeps serving
@@ -19,13 +20,11 @@ import (
 	"github.com/peterbourgon/ff/v3"
 	"github.com/peterbourgon/ff/v3/ffcli"
 
-	"github.com/cqrs-ledger/ledger/internal/chsink"
+	"github.com/cqrs-ledger/ledger/internal/cli"
 	"github.com/cqrs-ledger/ledger/internal/config"
 	"github.com/cqrs-ledger/ledger/internal/kafkax"
 	"github.com/cqrs-ledger/ledger/internal/ops"
 	"github.com/cqrs-ledger/ledger/internal/projector"
-	"github.com/cqrs-ledger/ledger/internal/rebuild"
-	"github.com/cqrs-ledger/ledger/internal/redissink"
 	"github.com/cqrs-ledger/ledger/internal/tracing"
 )
 
@@ -38,24 +37,9 @@ func main() {
 	}
 }
 
-// common are the settings of both subcommands.
-type common struct {
-	kafka    config.Kafka
-	redis    config.Redis
-	ch       config.ClickHouse
-	logLevel string
-}
-
-func (c *common) register(fs *flag.FlagSet, clientID string) {
-	c.kafka.RegisterFlags(fs, clientID)
-	c.redis.RegisterFlags(fs)
-	c.ch.RegisterFlags(fs)
-	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error (LOG_LEVEL)")
-}
-
 func run(args []string) error {
 	var (
-		sc       common
+		sc       cli.ProjectorFlags
 		httpCfg  config.HTTP
 		serveRed bool
 		serveCH  bool
@@ -68,7 +52,7 @@ func run(args []string) error {
 		instance string
 	)
 	serveFS := flag.NewFlagSet("projector", flag.ContinueOnError)
-	sc.register(serveFS, "ledger-projector")
+	sc.Register(serveFS, "ledger-projector")
 	httpCfg.RegisterAdminFlags(serveFS, "127.0.0.1:9081")
 	serveFS.BoolVar(&serveRed, "redis-projector", true, "run the Redis projector (REDIS_PROJECTOR)")
 	serveFS.BoolVar(&serveCH, "clickhouse-projector", true, "run the ClickHouse projector (CLICKHOUSE_PROJECTOR)")
@@ -86,7 +70,7 @@ func run(args []string) error {
 		FlagSet:    serveFS,
 		Options:    []ff.Option{ff.WithEnvVars()},
 		Exec: func(ctx context.Context, _ []string) error {
-			errs := []error{sc.kafka.Validate(), sc.redis.Validate(), sc.ch.Validate(), httpCfg.Validate()}
+			errs := []error{sc.Kafka.Validate(), sc.Redis.Validate(), sc.ClickHouse.Validate(), httpCfg.Validate()}
 			if !serveRed && !serveCH {
 				errs = append(errs, errors.New("redis-projector and clickhouse-projector are both off: nothing to run"))
 			}
@@ -102,7 +86,7 @@ func run(args []string) error {
 			if err := errors.Join(errs...); err != nil {
 				return fmt.Errorf("configuration:\n%w", err)
 			}
-			log, err := ops.NewLogger("projector", sc.logLevel)
+			log, err := ops.NewLogger("projector", sc.LogLevel)
 			if err != nil {
 				return err
 			}
@@ -112,13 +96,13 @@ func run(args []string) error {
 			}
 			return ops.RunService(ctx, "projector", httpCfg, log, func(s *ops.Service) error {
 				s.OnClose(func() { traces.Close(log) }) // first registered, last run
-				cl, err := kafkax.NewClient(sc.kafka)
+				cl, err := kafkax.NewClient(sc.Kafka)
 				if err != nil {
 					return err
 				}
 				s.OnClose(cl.Close)
 				s.Ready.Add("kafka", cl.Ping)
-				base := projector.Config{Kafka: sc.kafka, MaxBatch: maxBatch, MaxDelay: maxDelay, SessionTimeout: session, WriteDeadline: writeDL, InstanceID: instance,
+				base := projector.Config{Kafka: sc.Kafka, MaxBatch: maxBatch, MaxDelay: maxDelay, SessionTimeout: session, WriteDeadline: writeDL, InstanceID: instance,
 					TracerProvider: traces.TracerProvider()}
 				if serveRed {
 					if err := serveRedis(s, sc, base); err != nil {
@@ -137,75 +121,9 @@ func run(args []string) error {
 		},
 	}
 
-	var (
-		rc       common
-		view     string
-		progress bool
-		timeout  time.Duration
-	)
-	rebuildFS := flag.NewFlagSet("projector rebuild", flag.ContinueOnError)
-	rc.register(rebuildFS, "ledger-projector-rebuild")
-	rebuildFS.StringVar(&view, "view", "", "the view to rebuild: redis or clickhouse (VIEW)")
-	rebuildFS.BoolVar(&progress, "progress", true, "show a progress bar on stderr (PROGRESS)")
-	rebuildFS.DurationVar(&timeout, "switch-timeout", time.Minute, "how long to wait for the live projectors to leave the old generation (SWITCH_TIMEOUT)")
-	rebuild := &ffcli.Command{
-		Name:       "rebuild",
-		ShortUsage: "projector rebuild -view redis|clickhouse [flags]",
-		ShortHelp:  "replay the events into a new generation of a view, switch readers to it, drop the old one",
-		FlagSet:    rebuildFS,
-		Options:    []ff.Option{ff.WithEnvVars()},
-		Exec: func(ctx context.Context, _ []string) error {
-			errs := []error{rc.kafka.Validate()}
-			switch view {
-			case "redis":
-				errs = append(errs, rc.redis.Validate())
-			case "clickhouse":
-				errs = append(errs, rc.ch.Validate())
-			default:
-				errs = append(errs, fmt.Errorf("view %q: want redis or clickhouse", view))
-			}
-			if timeout <= 0 {
-				errs = append(errs, fmt.Errorf("switch-timeout %s: must be positive", timeout))
-			}
-			if err := errors.Join(errs...); err != nil {
-				return fmt.Errorf("configuration:\n%w", err)
-			}
-			log, err := ops.NewLogger("projector-rebuild", rc.logLevel)
-			if err != nil {
-				return err
-			}
-			cfg := rebuild.Config{Kafka: rc.kafka, SwitchTimeout: timeout, Log: log}
-			cfg.Progress, cfg.Done = progressBar(view, progress)
-			switch view {
-			case "redis":
-				rdb, err := redissink.NewClient(rc.redis)
-				if err != nil {
-					return err
-				}
-				defer rdb.Close()
-				cfg.View = redissink.NewRebuildView(rdb, rc.redis.KeyPrefix)
-			default:
-				if err := chsink.EnsureDatabase(ctx, rc.ch); err != nil {
-					return err
-				}
-				conn, err := chsink.Open(rc.ch)
-				if err != nil {
-					return err
-				}
-				defer conn.Close()
-				v, err := chsink.NewRebuildView(ctx, conn, chsink.OptionsFor(rc.ch), log.With("view", "clickhouse"))
-				if err != nil {
-					return err
-				}
-				cfg.View = v
-			}
-			return rebuild.Run(ctx, cfg)
-		},
-	}
-
 	root := &ffcli.Command{
 		ShortUsage:  "projector [serve|rebuild] [flags]",
-		Subcommands: []*ffcli.Command{serve, rebuild},
+		Subcommands: []*ffcli.Command{serve, cli.RebuildCommand("projector")},
 		Exec: func(ctx context.Context, args []string) error {
 			return serve.ParseAndRun(ctx, args)
 		},
