@@ -648,7 +648,9 @@ func TestControlSnapshot(t *testing.T) {
 	snaps.until("the snapshot of ctl", func(rs []*kgo.Record) bool { return countKey(rs, "ctl") >= 1 })
 	before := countKey(snaps.recs, "ctl")
 
-	control := func(v string) kgo.RecordHeader { return kgo.RecordHeader{Key: processor.HeaderControl, Value: []byte(v)} }
+	control := func(v string) kgo.RecordHeader {
+		return kgo.RecordHeader{Key: processor.HeaderControl, Value: []byte(v)}
+	}
 	e.sendRaw("ctl", nil, control(processor.ControlSnapshot))
 	e.sendRaw("nobody", nil, control(processor.ControlSnapshot))
 	e.sendRaw("ctl", nil, control("explode"))
