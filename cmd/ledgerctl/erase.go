@@ -23,6 +23,7 @@ func eraseCmd(out io.Writer) *ffcli.Command {
 	c := newCommon(fs, 10*time.Minute)
 	subject := fs.String("subject", "", "the account id whose personal data to erase (SUBJECT)")
 	yes := fs.Bool("yes", false, "write; without it, a dry run that only reports (YES)")
+	allowOpen := fs.Bool("allow-open", false, "erase an account that is not closed (it must not be written to meanwhile; see docs/erasure.md) (ALLOW_OPEN)")
 	wait := fs.Duration("wait", 2*time.Minute, "how long to wait for the processor to rewrite the snapshot (WAIT)")
 	progress := fs.Bool("progress", true, "progress bars on stderr (PROGRESS)")
 	return &ffcli.Command{
@@ -45,7 +46,7 @@ func eraseCmd(out io.Writer) *ffcli.Command {
 				return err
 			}
 			defer cancel()
-			opts := erase.Options{Subject: *subject, DryRun: !*yes, Wait: *wait,
+			opts := erase.Options{Subject: *subject, DryRun: !*yes, AllowOpen: *allowOpen, Wait: *wait,
 				Log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}
 			if *progress {
 				opts.Progress = phaseBars()
@@ -58,7 +59,7 @@ func eraseCmd(out io.Writer) *ffcli.Command {
 				return writeJSON(out, rep)
 			}
 			tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-			fmt.Fprintf(tw, "subject\t%s (partition %d)\n", rep.Subject, rep.Partition)
+			fmt.Fprintf(tw, "subject\t%s (partition %d, closed: %v)\n", rep.Subject, rep.Partition, rep.Closed)
 			fmt.Fprintf(tw, "events\t%d, redacted now %d\n", rep.Events, rep.EventsRedacted)
 			fmt.Fprintf(tw, "command results\t%d, redacted now %d\n", rep.Results, rep.ResultsRedacted)
 			fmt.Fprintf(tw, "snapshot held the owner\t%v\n", rep.SnapshotOwner)

@@ -30,6 +30,7 @@ import (
 	"log/slog"
 	"math"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -47,11 +48,21 @@ import (
 // ErrUnknownSubject: the subject has no event in the log.
 var ErrUnknownSubject = errors.New("unknown subject")
 
+// ErrOpenAccount: the subject's account is open, and Options.AllowOpen is
+// not set.
+var ErrOpenAccount = errors.New("open account")
+
 // Options configure Run.
 type Options struct {
 	Subject string
 	// DryRun reads and reports, and writes nothing.
 	DryRun bool
+	// AllowOpen erases an account that is not closed. Its events must end
+	// up in version order in the log, and an event written between an
+	// erasure's reading and its copies lands before them: the erasure
+	// then copies again (up to three passes) and fails if the account is
+	// written to all the time. A closed account has no new events.
+	AllowOpen bool
 	// ProcessorGroup is the processor's consumer group (default
 	// <prefix>processor), whose committed offset bounds the truncation of
 	// the commands topic.
@@ -69,6 +80,7 @@ type Options struct {
 type Report struct {
 	Subject   string `json:"subject"`
 	Partition int32  `json:"partition"`
+	Closed    bool   `json:"closed"` // the account's last event is AccountClosed
 	DryRun    bool   `json:"dry_run"`
 	// Events of the subject in the log (latest copy per key), and how many
 	// of them this run redacted (the others held no personal data, or were
@@ -150,6 +162,9 @@ func Run(ctx context.Context, cfg config.Kafka, opts Options) (Report, error) {
 		if err != nil {
 			return rep, err
 		}
+		if !rep.Closed && !opts.AllowOpen {
+			return rep, fmt.Errorf("%w %q: close it first (a closed account has no new events, so its redacted copies stay in version order), or erase it open with --allow-open", ErrOpenAccount, opts.Subject)
+		}
 		if opts.DryRun {
 			return rep, nil
 		}
@@ -204,6 +219,19 @@ func Run(ctx context.Context, cfg config.Kafka, opts Options) (Report, error) {
 		case <-time.After(250 * time.Millisecond):
 		}
 	}
+}
+
+// maxVersion is the highest version among events (their keys end in
+// /<version>).
+func maxVersion(events []*kgo.Record) int64 {
+	var out int64
+	for _, r := range events {
+		k := string(r.Key)
+		if v, err := strconv.ParseInt(k[strings.LastIndexByte(k, '/')+1:], 10, 64); err == nil && v > out {
+			out = v
+		}
+	}
+	return out
 }
 
 func dlqOf(n, p int32) int32 {
@@ -272,6 +300,7 @@ func scan(ctx context.Context, cfg config.Kafka, adm *kadm.Client, names topolog
 		copy    *kgo.Record
 	}
 	evs := make([]ev, 0, len(events))
+	top := maxVersion(events)
 	for _, r := range events {
 		var env struct{ version int64 }
 		v, err := codec.Default().Decode(r.Value)
@@ -283,6 +312,9 @@ func scan(ctx context.Context, cfg config.Kafka, adm *kadm.Client, names topolog
 			return nil, fmt.Errorf("%s/%d@%d: %T is not an event", r.Topic, r.Partition, r.Offset, v)
 		}
 		env.version = f.Version
+		if f.Version == top {
+			rep.Closed = f.Close
+		}
 		c, err := redacted(r, stamp)
 		if err != nil {
 			return nil, err
