@@ -398,6 +398,10 @@ func produce(ctx context.Context, cfg config.Kafka, recs []*kgo.Record) (int64, 
 		kgo.TransactionalID(cfg.TopicPrefix+"ledgerctl-erase"),
 		kgo.RecordPartitioner(kgo.ManualPartitioner()),
 		kgo.ProducerBatchMaxBytes(1_048_588),
+		// One record batch per partition where they fit: a batch never
+		// spans log segments, so compaction supersedes all of the
+		// originals at once (docs/erasure.md, "Compaction halfway").
+		kgo.ProducerLinger(100*time.Millisecond),
 	)
 	if err != nil {
 		return 0, err
