@@ -157,9 +157,11 @@ func TestClickHouseClusterRebuildSwap(t *testing.T) {
 		m := NewMarker(testenv.ClickHouseNode(t, a, opts.Database), opts)
 		var gen int
 		var state string
-		// Replication is asynchronous: each server has the marker within seconds.
-		for i := 0; i < 50; i++ {
-			if gen, state, _, err = m.Read(ctx); err == nil && gen == 2 {
+		// Replication is asynchronous: each server has the marker within
+		// seconds, and may show the switch's "switching" row before the
+		// "current" one that follows it.
+		for i := 0; i < 100; i++ {
+			if gen, state, _, err = m.Read(ctx); err == nil && gen == 2 && state == StateCurrent {
 				break
 			}
 			time.Sleep(100 * time.Millisecond)
