@@ -339,8 +339,8 @@ func secretsIn(t *testing.T, ctx context.Context, s *stack, v *views, secrets []
 // while 100 commands/s arrive for it (each may give up after its passes),
 // then one more once they stop. After compaction the account's events must
 // be in version order in the log (the audit of the log finds no gap or
-// repetition), the fold must equal the one before compaction, and views
-// rebuilt from the compacted log must equal it.
+// repetition), its fold must equal the live views (projected as the events
+// came), and views rebuilt from the compacted log must equal it.
 func TestEraseWhileWritten(t *testing.T) {
 	s := newStack(t, 2)
 	v := newViews(t, "")
@@ -395,7 +395,7 @@ func TestEraseWhileWritten(t *testing.T) {
 		Value: &codec.DepositFunds{CommandID: last, AggregateID: subject, IssuedAt: time.Now().UTC(), Amount: 1}}}, nil); err != nil {
 		t.Fatal(err)
 	}
-	l := s.waitSettled(ctx, s.kafka.TopicPrefix+"processor")
+	s.waitSettled(ctx, s.kafka.TopicPrefix+"processor")
 
 	// Wait until compaction has kept one record per key of the subject.
 	deadline := time.Now().Add(90 * time.Second)
@@ -423,7 +423,13 @@ func TestEraseWhileWritten(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	compareFolds(t, l, after)
+	// The live views, projected as the events came (not from the
+	// compacted log), are the independent model here: a fold read while
+	// the cleaner is halfway may see a version gap (docs/erasure.md).
+	if len(after.Problems) > 0 {
+		t.Fatalf("the compacted log: %v", after.Problems)
+	}
+	v.waitExact(t, ctx, after, 60*time.Second)
 	for _, view := range []string{"redis", "clickhouse"} {
 		if out, err := s.run("projector", v.env(), "rebuild", "-view", view, "-progress=false"); err != nil {
 			t.Fatalf("rebuild %s: %v\n%s", view, err, tail(out, 40))
