@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -143,6 +144,11 @@ type sharedSink struct {
 	gate    chan struct{} // the first Apply of member "stalled" waits on it
 	entered chan struct{}
 	once    sync.Once
+	// stalled is true while the stalled member's first Apply is in
+	// flight; overlaps counts the other member's Apply calls started
+	// meanwhile (what write fencing must prevent).
+	stalled  atomic.Bool
+	overlaps atomic.Int64
 }
 
 type memberSink struct {
@@ -154,10 +160,19 @@ func (s memberSink) Name() string                   { return "shared" }
 func (s memberSink) Ping(ctx context.Context) error { return nil }
 func (s memberSink) Apply(ctx context.Context, batch []projection.Event) error {
 	if s.stall {
+		first := false
 		s.once.Do(func() {
+			first = true
+			s.stalled.Store(true)
 			close(s.entered)
 			<-s.gate
 		})
+		if first {
+			// The window ends once the held-up write below is done.
+			defer s.stalled.Store(false)
+		}
+	} else if s.stalled.Load() {
+		s.overlaps.Add(1)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -168,8 +183,12 @@ func (s memberSink) Apply(ctx context.Context, batch []projection.Event) error {
 // member joins and the rebalance moves partitions to it. Released, the
 // stalled member finishes its write; the new owner writes nothing of those
 // partitions before the announced write is done or its deadline passed
-// (write fencing), so the shared view applies no event twice and ends
-// exact, and the group commits everything.
+// (write fencing): no Apply of the new owner starts while the stalled one
+// is in flight. The shared view applies every event once, in order, and
+// ends exact, and the group commits everything. Redeliveries are allowed:
+// the stalled member's offsets may not commit once its partitions moved,
+// so the new owner reads them again and the view skips them by version
+// (projection.Memory counts them as Duplicates).
 func TestKfakeRevokeDuringApply(t *testing.T) {
 	h := projectiontest.Generate(52, "", 9, 300)
 	kcfg, names, adm := kfakeEnv(t, h)
@@ -194,7 +213,12 @@ func TestKfakeRevokeDuringApply(t *testing.T) {
 	shared.mu.Lock()
 	defer shared.mu.Unlock()
 	projectiontest.CheckHistory(t, shared.mem, h)
-	if st := shared.mem.Stats(); st.Duplicates != 0 || st.Gaps != 0 || st.Applied != int64(len(h.Events)) {
-		t.Errorf("view stats %+v, want %d applied once each", st, len(h.Events))
+	if n := shared.overlaps.Load(); n > 0 {
+		t.Errorf("the new owner applied %d batches while the stalled write was in flight", n)
 	}
+	st := shared.mem.Stats()
+	if st.Gaps != 0 || st.Applied != int64(len(h.Events)) {
+		t.Errorf("view stats %+v, want %d applied once each, in order", st, len(h.Events))
+	}
+	t.Logf("view stats %+v (duplicates: redeliveries skipped by version)", st)
 }
